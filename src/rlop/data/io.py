@@ -1,0 +1,180 @@
+"""Reading instruction and preference data with errors that name file, line and field.
+
+Formats (JSONL, or a JSON list):
+
+* instructions (Alpaca): ``instruction`` (str), optional ``input`` (str), ``output`` (str,
+  required only where demonstrations are needed);
+* preferences (AlpacaFarm): ``instruction``, ``input``, ``output_1``, ``output_2``,
+  ``preference`` (1 or 2); or (TRL) ``prompt``, ``chosen``, ``rejected``.
+
+A ``hf:NAME[:SPLIT]`` path loads a Hugging Face dataset (when a hub is reachable).
+Any problem raises :class:`DataError` before training starts; the CLI turns it into
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class DataError(ValueError):
+    def __init__(self, path: str | Path, line: int | str | None, field: str | None, message: str):
+        self.path, self.line, self.field = str(path), line, field
+        loc = f"line {line}" if isinstance(line, int) else line
+        where = str(path) + (f", {loc}" if loc else "")
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{message}")
+
+
+@dataclass
+class InstructionExample:
+    instruction: str
+    input: str = ""
+    output: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreferenceExample:
+    instruction: str
+    input: str
+    chosen: str
+    rejected: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _records(path: str | Path) -> Iterator[tuple[int | str | None, Any]]:
+    """Yield (line number, parsed record) from a JSONL or JSON file or a hub dataset."""
+    spath = str(path)
+    if spath.startswith("sandbox:"):
+        from rlop.sandbox.world import load_split
+
+        for i, rec in enumerate(load_split(spath.split(":", 1)[1])):
+            yield i + 1, rec
+        return
+    if spath.startswith("hf:"):
+        yield from _hub_records(spath[3:])
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, None, None, "file not found")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(p, line, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise DataError(p, None, None, "file is empty")
+    if p.suffix == ".json" or text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(p, e.lineno, None, f"malformed JSON: {e.msg}") from None
+        if not isinstance(data, list):
+            raise DataError(p, 1, None, "a .json file must hold a list of records")
+        for i, rec in enumerate(data):
+            yield f"record {i + 1}", rec
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(p, n, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+
+
+def _hub_records(name: str) -> Iterator[tuple[int | None, Any]]:
+    import datasets
+
+    repo, _, split = name.partition(":")
+    parts = repo.split("/")
+    config = parts[2] if len(parts) > 2 else None
+    ds = datasets.load_dataset("/".join(parts[:2]), config, split=split or "train")
+    for i, rec in enumerate(ds):
+        yield i + 1, rec
+
+
+def _str_field(path, line, rec: dict, name: str, required: bool = True, allow_empty: bool = False) -> str:
+    if name not in rec or rec[name] is None:
+        if required:
+            raise DataError(path, line, name, "missing")
+        return ""
+    v = rec[name]
+    if not isinstance(v, str):
+        raise DataError(path, line, name, f"expected a string, got {type(v).__name__}")
+    if required and not allow_empty and not v.strip():
+        raise DataError(path, line, name, "empty")
+    return v
+
+
+def _check_record(path, line, rec) -> dict:
+    if not isinstance(rec, dict):
+        raise DataError(path, line, None, f"expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def load_instructions(path: str | Path, require_output: bool = False, limit: int | None = None) -> list[InstructionExample]:
+    out = []
+    for line, rec in _records(path):
+        rec = _check_record(path, line, rec)
+        ex = InstructionExample(
+            instruction=_str_field(path, line, rec, "instruction"),
+            input=_str_field(path, line, rec, "input", required=False),
+            output=_str_field(path, line, rec, "output", required=require_output) if (require_output or "output" in rec) else None,
+            meta={k: v for k, v in rec.items() if k not in ("instruction", "input", "output")},
+        )
+        out.append(ex)
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise DataError(path, None, None, "no records")
+    return out
+
+
+def load_preferences(path: str | Path, limit: int | None = None) -> list[PreferenceExample]:
+    out = []
+    for line, rec in _records(path):
+        rec = _check_record(path, line, rec)
+        if "chosen" in rec or "prompt" in rec:
+            prompt = _str_field(path, line, rec, "prompt")
+            ex = PreferenceExample(
+                instruction=prompt,
+                input="",
+                chosen=_str_field(path, line, rec, "chosen", allow_empty=True),
+                rejected=_str_field(path, line, rec, "rejected", allow_empty=True),
+            )
+        else:
+            pref = rec.get("preference")
+            if "preference" not in rec:
+                raise DataError(path, line, "preference", "missing")
+            if isinstance(pref, bool) or pref not in (1, 2):
+                raise DataError(path, line, "preference", f"must be 1 or 2, got {pref!r}")
+            o1 = _str_field(path, line, rec, "output_1", allow_empty=True)
+            o2 = _str_field(path, line, rec, "output_2", allow_empty=True)
+            ex = PreferenceExample(
+                instruction=_str_field(path, line, rec, "instruction"),
+                input=_str_field(path, line, rec, "input", required=False),
+                chosen=o1 if pref == 1 else o2,
+                rejected=o2 if pref == 1 else o1,
+                meta={k: v for k, v in rec.items() if k not in ("instruction", "input", "output_1", "output_2", "preference")},
+            )
+        out.append(ex)
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise DataError(path, None, None, "no records")
+    return out
+
+
+def preference_to_record(ex: PreferenceExample, chosen_first: bool = True) -> dict[str, Any]:
+    """AlpacaFarm format."""
+    o1, o2 = (ex.chosen, ex.rejected) if chosen_first else (ex.rejected, ex.chosen)
+    rec = {"instruction": ex.instruction, "input": ex.input, "output_1": o1, "output_2": o2, "preference": 1 if chosen_first else 2}
+    rec.update(ex.meta)
+    return rec

@@ -1,0 +1,80 @@
+"""Reward model forward pieces and text scoring with the model's own tokenizer.
+
+A reward model is a transformers ``*ForSequenceClassification`` with one label. rlop reads
+the final hidden state at the last non-pad token (found from the attention mask, so it is
+right even where pad == eos, as in SmolLM2) and applies the scalar head to it, which is the
+AlpacaFarm convention. Inputs are left-padded and positions come from the mask, so batched
+scores equal unbatched ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlop.data.formatting import format_prompt
+from rlop.models.loading import backbone, load_reward_model, load_tokenizer, score_head
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (attention_mask.long() * pos).argmax(dim=1)
+
+
+def last_hidden_state(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Final-layer hidden state at each row's last real token: [batch, hidden]."""
+    out = backbone(model)(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask), use_cache=False
+    )
+    h = out.last_hidden_state
+    return h[torch.arange(h.shape[0], device=h.device), last_token_index(attention_mask)]
+
+
+def reward_from_hidden(model: PreTrainedModel, pooled: torch.Tensor) -> torch.Tensor:
+    head = score_head(model)
+    return head(pooled.to(next(head.parameters()).dtype)).squeeze(-1).float()
+
+
+def tokenize_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, device=None) -> dict[str, torch.Tensor]:
+    """Left-pad; over-long texts lose their beginning (the response end is what is scored)."""
+    tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"
+    enc = tokenizer(list(texts), add_special_tokens=False, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    if device is not None:
+        enc = {k: v.to(device) for k, v in enc.items()}
+    return dict(enc)
+
+
+def rm_texts(tokenizer, instructions: Sequence[str], inputs: Sequence[str], responses: Sequence[str]) -> list[str]:
+    return [format_prompt(tokenizer, i, x) + r for i, x, r in zip(instructions, inputs, responses)]
+
+
+class RewardModelScorer:
+    """Scores (instruction, input, response) text with a saved reward model."""
+
+    def __init__(self, path: str | Path, max_length: int = 512, batch_size: int = 16, device: str | None = None,
+                 model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None):
+        self.tokenizer = tokenizer or load_tokenizer(str(path))
+        self.model = model or load_reward_model(str(path))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @torch.no_grad()
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = tokenize_texts(self.tokenizer, texts[i : i + self.batch_size], self.max_length, self.device)
+            pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
+            out.extend(reward_from_hidden(self.model, pooled).tolist())
+        return out
+
+    def score(self, instructions: Sequence[str], inputs: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return self.score_texts(rm_texts(self.tokenizer, instructions, inputs, responses))

@@ -1,0 +1,193 @@
+"""Pure loss functions of rlop, each unit-tested against hand-computed values.
+
+Reward learning: Bradley-Terry. PPO: masked statistics, whitening, per-token KL,
+GAE, clipped policy and value losses. RLP-UML: Jensen-Shannon MI bound, symmetrized
+KL of diagonal Gaussians (closed form and Monte-Carlo), InfoNCE.
+All tensors are batch-first; ``mask`` is 1 on real response tokens and 0 on padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- reward
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(r_chosen - r_rejected), averaged (AlpacaFarm's BCE on r2 - r1)."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+# --------------------------------------------------------------------------- masked statistics
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    n = mask.sum()
+    if unbiased and n > 1:
+        var = var * n / (n - 1)
+    return var
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise to unit variance over masked entries; keep the mean unless ``shift_mean``.
+
+    AlpacaFarm whitens shaped rewards without mean shift and advantages with it.
+    Padding positions come back as 0.
+    """
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask.to(x.dtype)
+
+
+# --------------------------------------------------------------------------- PPO
+
+
+def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log p(label) under temperature-scaled logits (AlpacaFarm scales by the sampling temperature)."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return torch.gather(logp, -1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def per_token_kl(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "clamped") -> torch.Tensor:
+    """Per-token KL(policy || reference) estimate from sampled tokens.
+
+    ``clamped``: max(logp - ref_logp, 0), AlpacaFarm's choice; ``k1``: logp - ref_logp
+    (unbiased); ``k3``: exp(r) - 1 - r with r = ref_logp - logp (unbiased, non-negative).
+    """
+    d = logp - ref_logp
+    if estimator == "clamped":
+        return d.clamp(min=0.0)
+    if estimator == "k1":
+        return d
+    if estimator == "k3":
+        r = -d
+        return r.exp() - 1 - r
+    raise ValueError(f"unknown KL estimator {estimator!r}")
+
+
+def shaped_rewards(
+    score: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """-kl_coef * KL at every response token, plus the scalar score at the last real token."""
+    rewards = -kl_coef * kl * mask
+    last = (mask.long() * torch.arange(mask.shape[1], device=mask.device)).argmax(dim=1)
+    rewards[torch.arange(len(score)), last] += score.to(rewards.dtype)
+    return rewards
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over right-padded responses.
+
+    Positions where mask is 0 are terminal: their value and reward do not leak into
+    earlier real tokens. Returns (advantages, returns), both zero on padding.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    rewards = rewards * mask
+    T = rewards.shape[1]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_v = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        next_m = mask[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_v * next_m - values[:, t]
+        last = delta + gamma * lam * next_m * last
+        adv[:, t] = last
+    adv = adv * mask
+    return adv, (adv + values) * mask
+
+
+def ppo_policy_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ratio = torch.exp(logp - old_logp)
+    loss1 = -advantages * ratio
+    loss2 = -advantages * ratio.clamp(1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.maximum(loss1, loss2), mask)
+    stats = {
+        "policy_clipfrac": masked_mean((loss2 > loss1).float(), mask).detach(),
+        "approx_kl": (0.5 * masked_mean((logp - old_logp) ** 2, mask)).detach(),
+        "ratio": masked_mean(ratio, mask).detach(),
+    }
+    return loss, stats
+
+
+def ppo_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
+    l1 = (values - returns) ** 2
+    l2 = (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(l1, l2), mask)
+    return loss, {"value_clipfrac": masked_mean((l2 > l1).float(), mask).detach()}
+
+
+# --------------------------------------------------------------------------- RLP-UML
+
+
+def js_mi_bound(t_pos: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon MI lower bound (Hjelm et al. 2018) from critic scores.
+
+    E_pos[-softplus(-T)] - E_neg[softplus(T)]; maximised by the critic and encoders.
+    """
+    return (-F.softplus(-t_pos)).mean() - F.softplus(t_neg).mean()
+
+
+def gaussian_kl(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu1, diag sigma1^2) || N(mu2, diag sigma2^2)), summed over the last dim."""
+    var1, var2 = sigma1**2, sigma2**2
+    kl = torch.log(sigma2 / sigma1) + (var1 + (mu1 - mu2) ** 2) / (2 * var2) - 0.5
+    return kl.sum(-1)
+
+
+def symmetrized_kl(
+    mu1: torch.Tensor,
+    sigma1: torch.Tensor,
+    mu2: torch.Tensor,
+    sigma2: torch.Tensor,
+    method: str = "closed",
+    z1: torch.Tensor | None = None,
+    z2: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """D_SKL = (KL(p1||p2) + KL(p2||p1)) / 2, averaged over the batch.
+
+    ``closed``: exact for diagonal Gaussians (default). ``mc``: Federici et al.'s one-sample
+    estimate 1/2 [log p1(z1) - log p2(z1) + log p2(z2) - log p1(z2)] with z_i ~ p_i.
+    """
+    if method == "closed":
+        return 0.5 * (gaussian_kl(mu1, sigma1, mu2, sigma2) + gaussian_kl(mu2, sigma2, mu1, sigma1)).mean()
+    if method == "mc":
+        if z1 is None or z2 is None:
+            raise ValueError("mc symmetrized KL needs samples z1, z2")
+        p1 = torch.distributions.Independent(torch.distributions.Normal(mu1, sigma1), 1)
+        p2 = torch.distributions.Independent(torch.distributions.Normal(mu2, sigma2), 1)
+        return 0.5 * ((p1.log_prob(z1) - p2.log_prob(z1)) + (p2.log_prob(z2) - p1.log_prob(z2))).mean()
+    raise ValueError(f"unknown symmetrized KL method {method!r}")
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of ``a`` and row i of ``b`` are positives, other rows negatives."""
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
