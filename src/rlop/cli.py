@@ -163,4 +163,6 @@ def _load_optional_commands() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rlop.cli import main as _main  # the registered commands live in the imported module
+
+    sys.exit(_main())

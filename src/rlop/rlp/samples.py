@@ -42,3 +42,36 @@ def load_samples(path: str | Path) -> list[SampleSet]:
     if not out:
         raise DataError(path, None, None, "no records")
     return out
+
+
+def sample_responses(
+    policy: str,
+    examples,
+    n: int,
+    sampling,
+    seed: int = 0,
+    trust_remote_code: bool = False,
+    desc: str = "sample",
+) -> list[SampleSet]:
+    """n responses per instruction from a saved policy; each (instruction, k) has its own seed."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from rlop.data.formatting import format_prompt
+    from rlop.models.generation import make_backend
+    from rlop.models.loading import load_causal_lm, load_tokenizer
+    from rlop.utils import derive_seed
+
+    tok = load_tokenizer(policy, trust_remote_code)
+    model = load_causal_lm(policy, trust_remote_code=trust_remote_code)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    backend = make_backend(model, tok)
+    prompts = [format_prompt(tok, e.instruction, e.input) for e in examples]
+    flat = [(i, k) for i in range(len(examples)) for k in range(n)]
+    texts: list[str] = []
+    step = max(1, sampling.batch_size)
+    for s in tqdm(range(0, len(flat), step), desc=desc, unit="batch"):
+        chunk = flat[s : s + step]
+        g = backend.generate([prompts[i] for i, _ in chunk], sampling, [derive_seed(seed, i, k) for i, k in chunk])
+        texts.extend(g.texts)
+    return [SampleSet(e, texts[i * n : (i + 1) * n]) for i, e in enumerate(examples)]

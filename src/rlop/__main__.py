@@ -1,0 +1,5 @@
+import sys
+
+from rlop.cli import main
+
+sys.exit(main())

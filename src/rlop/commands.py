@@ -1,0 +1,99 @@
+"""CLI commands for the policy stages: ppo, bon, sample (registered into rlop.cli)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlop.cli import _stage_args, build_config, command, overrides_from_args
+
+
+def _ppo(args) -> int:
+    from rlop.training.ppo import PPOConfig, run_ppo
+
+    cfg = build_config(PPOConfig, args.preset, args.config, overrides_from_args(args), section="ppo")
+    if not cfg.reward:
+        raise SystemExit("rlop ppo: --reward is required (a reward model directory, 'gold', or python:module:function)")
+    last = run_ppo(cfg, args.out, resume=args.resume)
+    print(json.dumps(last, indent=2))
+    print(f"policy saved to {Path(args.out) / 'policy'}")
+    return 0
+
+
+def _ppo_setup(p):
+    from rlop.training.ppo import PPOConfig
+
+    _stage_args(p, PPOConfig)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+_ppo.setup = _ppo_setup
+command("ppo", "steps 3 and 5: PPO from the SFT policy against a reward")(_ppo)
+
+
+def _bon(args) -> int:
+    from rlop.training.best_of_n import BestOfNConfig, run_best_of_n
+
+    cfg = build_config(BestOfNConfig, args.preset, args.config, overrides_from_args(args), section="bon")
+    if not cfg.reward:
+        raise SystemExit("rlop bon: --reward is required")
+    path = run_best_of_n(cfg, args.out)
+    print(f"best-of-{cfg.n} outputs written to {path}")
+    return 0
+
+
+def _bon_setup(p):
+    from rlop.training.best_of_n import BestOfNConfig
+
+    _stage_args(p, BestOfNConfig)
+
+
+_bon.setup = _bon_setup
+command("bon", "best-of-n baseline: sample n, keep the highest-reward response")(_bon)
+
+
+def _sample(args) -> int:
+    from rlop.data.io import load_instructions
+    from rlop.models.generation import SamplingConfig
+    from rlop.rlp.samples import sample_responses
+    from rlop.utils import write_jsonl
+
+    examples = load_instructions(args.prompts_file, limit=args.max_prompts or None)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.top_k, True, args.batch_size)
+    sets = sample_responses(args.policy, examples, args.n, sampling, args.seed)
+    path = Path(args.out) / "samples.jsonl"
+    write_jsonl(path, [s.to_record() for s in sets])
+    print(f"{len(sets)} x {args.n} samples written to {path}")
+    return 0
+
+
+def _sample_setup(p):
+    presets = {"tiny": dict(policy="tiny", n=4, max_new_tokens=12, max_prompts=8), "cpu": dict(n=10, max_new_tokens=96, max_prompts=200)}
+    p.add_argument("--preset", choices=sorted(presets))
+    p.add_argument("--out", required=True)
+    p.add_argument("--policy")
+    p.add_argument("--prompts-file", default="sandbox:unlabeled")
+    p.add_argument("--max-prompts", type=int)
+    p.add_argument("--n", type=int, help="responses per instruction (paper: 10)")
+    p.add_argument("--temperature", type=float, default=1.0, help="paper: 1.0 at training time")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(_presets=presets)
+
+
+def _sample_with_presets(args) -> int:
+    from rlop.models.loading import DEFAULT_MODEL
+
+    base = {"policy": DEFAULT_MODEL, "n": 10, "max_new_tokens": 300, "max_prompts": 0}
+    base.update(args._presets.get(args.preset or "", {}))
+    for k, v in base.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return _sample(args)
+
+
+_sample_with_presets.setup = _sample_setup
+command("sample", "n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)")(_sample_with_presets)

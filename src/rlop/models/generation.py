@@ -1,0 +1,163 @@
+"""Batched sampling used by every stage (PPO rollouts, best-of-n, ``rlop sample``, evaluation).
+
+Prompts are left-padded, positions come from the attention mask, and every row draws its
+random numbers from its own generator seeded by the caller. A row's output therefore
+depends only on its prompt and its seed, not on the batch it shares or the batch size,
+which also makes resumed runs repeat exactly. Generation stops at EOS (the rest of the row
+is padding and ``response_mask`` is 0 there).
+
+The backend is pluggable: :class:`HFBackend` runs any transformers causal LM; a faster
+engine (vLLM on GPUs) can implement :class:`Backend` and register in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlop.models.reward import position_ids_from_mask
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    do_sample: bool = True
+    batch_size: int = 16
+
+
+@dataclass
+class Generation:
+    query_ids: torch.Tensor  # [B, Q] left-padded
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor  # [B, R] right-padded
+    response_mask: torch.Tensor  # 1 on generated tokens up to and including EOS
+    texts: list[str]
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Top-k then nucleus filtering (removed entries become -inf); at least one token survives."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
+        cum = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        remove = cum - torch.softmax(sorted_logits, dim=-1) >= top_p
+        remove[..., 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, idx, remove), float("-inf"))
+    return logits
+
+
+def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    if not cfg.do_sample or cfg.temperature == 0:
+        return logits.argmax(-1)
+    logits = filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    u = torch.stack([torch.rand((), generator=g) for g in generators]).to(probs.device)
+    cdf = probs.cumsum(-1)
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+    return idx.clamp(max=probs.shape[-1] - 1)
+
+
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.x names the KV cache ``cache``; older versions ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else out.past_key_values
+
+
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gc = getattr(model, "generation_config", None)
+    if gc is not None and gc.eos_token_id is not None:
+        ids.update([gc.eos_token_id] if isinstance(gc.eos_token_id, int) else gc.eos_token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+class Backend(Protocol):
+    def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation: ...
+
+
+class HFBackend:
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
+        self.model, self.tokenizer = model, tokenizer
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
+        model, tok = self.model, self.tokenizer
+        device = next(model.parameters()).device
+        tok.padding_side = "left"
+        enc = tok(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        stop = torch.tensor(eos_ids(model, tok), device=device)
+        pad = tok.pad_token_id
+        was_training = model.training
+        model.eval()
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+        past, logits = _cache_of(out), out.logits[:, -1]
+        pos = position_ids_from_mask(mask)[:, -1:]
+        full_mask = mask
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+        tokens, live = [], []
+        for _ in range(cfg.max_new_tokens):
+            nxt = sample_rows(logits, cfg, gens).to(device)
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            tokens.append(nxt)
+            live.append(~done)
+            done = done | torch.isin(nxt, stop)
+            if bool(done.all()):
+                break
+            full_mask = torch.cat([full_mask, torch.ones_like(nxt).unsqueeze(1)], dim=1)
+            pos = pos + 1
+            out = model(input_ids=nxt.unsqueeze(1), attention_mask=full_mask, position_ids=pos, use_cache=True, **{_cache_kwarg(model): past})
+            past, logits = _cache_of(out), out.logits[:, -1]
+        model.train(was_training)
+        resp = torch.stack(tokens, 1)
+        rmask = torch.stack(live, 1).long()
+        texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(resp, rmask)]
+        return Generation(ids, mask, resp, rmask, texts)
+
+    def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
+        parts = [self._generate_batch(prompts[i : i + cfg.batch_size], cfg, seeds[i : i + cfg.batch_size]) for i in range(0, len(prompts), cfg.batch_size)]
+        return concat_generations(parts, self.tokenizer.pad_token_id)
+
+
+def _pad_to(x: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
+    if x.shape[1] == width:
+        return x
+    fill = torch.full((x.shape[0], width - x.shape[1]), value, dtype=x.dtype, device=x.device)
+    return torch.cat([fill, x] if left else [x, fill], dim=1)
+
+
+def concat_generations(parts: list[Generation], pad: int) -> Generation:
+    if len(parts) == 1:
+        return parts[0]
+    q = max(p.query_ids.shape[1] for p in parts)
+    r = max(p.response_ids.shape[1] for p in parts)
+    return Generation(
+        torch.cat([_pad_to(p.query_ids, q, pad, True) for p in parts]),
+        torch.cat([_pad_to(p.query_mask, q, 0, True) for p in parts]),
+        torch.cat([_pad_to(p.response_ids, r, pad, False) for p in parts]),
+        torch.cat([_pad_to(p.response_mask, r, 0, False) for p in parts]),
+        [t for p in parts for t in p.texts],
+    )
+
+
+BACKENDS = {"hf": HFBackend}
+
+
+def make_backend(model, tokenizer, name: str = "hf") -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown generation backend {name!r}; available: {', '.join(BACKENDS)}")
+    return BACKENDS[name](model, tokenizer)

@@ -1,0 +1,66 @@
+"""The reward interface: (instruction examples, responses) in, one float per response out.
+
+PPO, best-of-n and SPG take any :class:`Reward`:
+
+* :class:`RewardModelReward` - a saved reward model, scored with its own tokenizer and
+  prompt format (so the policy and the RM may use different tokenizers);
+* :class:`CallableReward` - any Python function ``f(instruction, input, response) -> float``;
+* :class:`GoldReward` - the sandbox gold score (needs the task spec in ``example.meta``).
+
+``load_reward("DIR" | "gold" | "python:pkg.module:function")`` builds one from a string.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from rlop.data.io import InstructionExample
+
+
+class Reward(Protocol):
+    def __call__(self, examples: Sequence[InstructionExample], responses: Sequence[str]) -> list[float]: ...
+
+
+class RewardModelReward:
+    def __init__(self, path: str | Path, max_length: int = 512, batch_size: int = 16, device: str | None = None):
+        from rlop.models.reward import RewardModelScorer
+
+        self.path = str(path)
+        self.scorer = RewardModelScorer(path, max_length=max_length, batch_size=batch_size, device=device)
+
+    def __call__(self, examples, responses):
+        return self.scorer.score([e.instruction for e in examples], [e.input for e in examples], responses)
+
+
+class CallableReward:
+    def __init__(self, fn: Callable[[str, str, str], float]):
+        self.fn = fn
+
+    def __call__(self, examples, responses):
+        return [float(self.fn(e.instruction, e.input, r)) for e, r in zip(examples, responses)]
+
+
+class GoldReward:
+    """Sandbox gold score in [0, 1]."""
+
+    def __call__(self, examples, responses):
+        from rlop.sandbox.gold import gold_score
+
+        out = []
+        for e, r in zip(examples, responses):
+            spec = e.meta.get("spec")
+            if spec is None:
+                raise ValueError("the gold reward needs sandbox tasks (a 'spec' field in the data)")
+            out.append(gold_score(spec, r))
+        return out
+
+
+def load_reward(spec: str, **kw) -> Reward:
+    if spec == "gold":
+        return GoldReward()
+    if spec.startswith("python:"):
+        mod, _, fn = spec[len("python:"):].rpartition(":")
+        return CallableReward(getattr(importlib.import_module(mod), fn))
+    return RewardModelReward(spec, **kw)

@@ -1,0 +1,410 @@
+"""Steps 3 and 5 of RLP: PPO against any reward (AlpacaFarm defaults, with a response mask).
+
+* policy: the SFT model (full fine-tuning, or LoRA with ``lora_r > 0``);
+* reference: the frozen SFT model (with LoRA, the adapter-disabled policy);
+* value model: the reward model's backbone with a zero-initialised head;
+* per-token KL penalty (clamped at 0 as in AlpacaFarm by default) with a fixed or adaptive
+  coefficient; the scalar reward is added at the last response token;
+* shaped rewards whitened without mean shift; GAE(gamma, lambda); advantages whitened;
+* clipped policy and value losses averaged over real response tokens only;
+* log-probabilities on temperature-scaled logits; linear LR schedule with warmup stepped
+  once per PPO step; AdamW (eps 1e-5); gradient clipping.
+
+Checkpoints every ``save_steps`` hold everything needed to continue (weights, optimizer,
+scheduler, KL coefficient); all randomness is derived from (seed, step), so a resumed run
+on CPU ends with the same metrics as an uninterrupted one. A non-finite loss stops the run
+before any update and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from rlop.config import to_dict
+from rlop.data.formatting import format_prompt
+from rlop.data.io import InstructionExample, load_instructions
+from rlop.models.generation import Generation, SamplingConfig, make_backend
+from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_reward_model, load_tokenizer
+from rlop.models.reward import position_ids_from_mask
+from rlop.rewards import Reward, load_reward
+from rlop.training import losses as L
+from rlop.utils import MetricsLogger, atomic_dir, derive_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOConfig:
+    policy: str = field(default=DEFAULT_MODEL, metadata={"help": "SFT model (initial policy and reference)"})
+    reward: str = field(default="", metadata={"help": "reward model dir, 'gold', or python:module:function"})
+    value_model: str = field(default="", metadata={"help": "init for the value model (default: the reward model dir, else the policy)"})
+    prompts_file: str = "sandbox:unlabeled"
+    max_prompts: int = 0
+    query_len: int = 192
+    response_len: int = 300
+    steps: int = 40
+    rollout_batch_size: int = 512
+    step_batch_size: int = 256
+    micro_batch_size: int = 8
+    noptepochs: int = 2
+    learning_rate: float = 1e-5
+    warmup_steps: int = 5
+    adam_eps: float = 1e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    kl_coef: float = 0.0067
+    adaptive_kl: bool = False
+    target_kl: float = 6.0
+    k_beta: float = 0.1
+    kl_estimator: str = field(default="clamped", metadata={"help": "clamped (AlpacaFarm) | k1 | k3"})
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten_rewards: bool = True
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    lora_r: int = 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    save_steps: int = 20
+    keep_checkpoints: int = 2
+    seed: int = 42
+    generation_batch_size: int = 32
+    reward_batch_size: int = 16
+    report_to: str = field(default="", metadata={"help": "'' | tensorboard | wandb"})
+    trust_remote_code: bool = False
+
+    PRESETS: ClassVar[dict] = {
+        "tiny": dict(policy="tiny", query_len=96, response_len=12, steps=6, rollout_batch_size=32, step_batch_size=16, micro_batch_size=16,
+                     learning_rate=3e-3, warmup_steps=0, save_steps=2, max_prompts=64, kl_coef=0.01),
+        "cpu": dict(query_len=128, response_len=48, steps=12, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
+                    noptepochs=1, learning_rate=1e-5, warmup_steps=2, save_steps=4, max_prompts=512, generation_batch_size=16),
+    }
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+class KLController:
+    def __init__(self, cfg: PPOConfig):
+        self.value, self.cfg = cfg.kl_coef, cfg
+
+    def update(self, kl: float, n_steps: int) -> None:
+        """Adaptive controller of Ziegler et al. (used only with adaptive_kl)."""
+        if not self.cfg.adaptive_kl:
+            return
+        err = max(min(kl / self.cfg.target_kl - 1, 0.2), -0.2)
+        self.value *= 1 + err * n_steps * self.cfg.k_beta / max(self.cfg.rollout_batch_size, 1)
+
+
+def response_logprobs(model, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
+    """Per-token log-probs of ``response_ids`` (and entropies) under ``model``."""
+    ids = torch.cat([query_ids, response_ids], 1)
+    mask = torch.cat([query_mask, response_mask], 1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False)
+    Q = query_ids.shape[1]
+    logits = out.logits[:, Q - 1 : -1]
+    lp = L.logprobs_from_logits(logits, response_ids, temperature)
+    ent = L.entropy_from_logits(logits, temperature) if with_entropy else None
+    return lp, ent
+
+
+def token_values(value_model, query_ids, query_mask, response_ids, response_mask):
+    from rlop.models.loading import backbone, score_head
+
+    ids = torch.cat([query_ids, response_ids], 1)
+    mask = torch.cat([query_mask, response_mask], 1)
+    h = backbone(value_model)(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False).last_hidden_state
+    Q = query_ids.shape[1]
+    return score_head(value_model)(h[:, Q - 1 : -1]).squeeze(-1).float()
+
+
+class PPOTrainer:
+    def __init__(self, cfg: PPOConfig, reward: Reward | None = None, prompts: Sequence[InstructionExample] | None = None,
+                 out: str | Path = "ppo-out", accelerator=None, gold: Reward | None = None):
+        from accelerate import Accelerator
+
+        self.cfg, self.out = cfg, Path(out)
+        self.accelerator = acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.tokenizer = load_tokenizer(cfg.policy, cfg.trust_remote_code)
+        self.prompts = self._filter_prompts(list(prompts) if prompts is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None))
+        if not self.prompts:
+            raise ValueError(f"no prompts of at most {cfg.query_len} tokens in {cfg.prompts_file}")
+        self.reward = reward if reward is not None else load_reward(cfg.reward, batch_size=cfg.reward_batch_size)
+        self.gold = gold
+        torch.manual_seed(cfg.seed)
+        policy = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code)
+        if cfg.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            policy = get_peft_model(policy, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM"))
+            self.ref = None
+        else:
+            self.ref = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code).to(acc.device).eval().requires_grad_(False)
+        vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
+        value = load_reward_model(vinit, zero_head=True, trust_remote_code=cfg.trust_remote_code)
+        params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        from transformers import get_scheduler
+
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+        self.policy, self.value, self.optimizer = acc.prepare(policy, value, optimizer)
+        self.scheduler = scheduler
+        self.kl_ctl = KLController(cfg)
+        self.step = 0
+        self.backend = make_backend(acc.unwrap_model(self.policy), self.tokenizer)
+        self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size)
+        self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
+        self.tracker = _make_tracker(cfg.report_to, self.out) if acc.is_main_process else None
+
+    # ------------------------------------------------------------------ data
+    def _filter_prompts(self, prompts: list[InstructionExample]) -> list[InstructionExample]:
+        keep = []
+        for p in prompts:
+            text = format_prompt(self.tokenizer, p.instruction, p.input)
+            if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.cfg.query_len:
+                keep.append(p)
+        return keep
+
+    def _batch_indices(self, step: int) -> list[int]:
+        n, B = len(self.prompts), self.cfg.rollout_batch_size
+        start = step * B
+        out = []
+        while len(out) < B:
+            epoch, off = divmod(start + len(out), n)
+            perm = list(range(n))
+            random.Random(derive_seed(self.cfg.seed, 7, epoch)).shuffle(perm)
+            out.extend(perm[off : off + B - len(out)])
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            policy = acc.unwrap_model(self.policy)
+            state = {
+                "policy": {k: v for k, v in policy.state_dict().items() if self.cfg.lora_r == 0 or "lora_" in k},
+                "value": acc.unwrap_model(self.value).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "kl_coef": self.kl_ctl.value,
+                "step": self.step,
+            }
+            with atomic_dir(self.ckpt_root / f"step-{self.step}") as tmp:
+                torch.save(state, tmp / "state.pt")
+                (tmp / "trainer.json").write_text(json.dumps({"step": self.step, "config": to_dict(self.cfg)}, indent=2))
+            (self.ckpt_root / "latest.tmp").write_text(str(self.step))
+            (self.ckpt_root / "latest.tmp").replace(self.ckpt_root / "latest")
+            for old in sorted(self.ckpt_root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def latest_checkpoint(self) -> Path | None:
+        f = self.ckpt_root / "latest"
+        if not f.exists():
+            return None
+        p = self.ckpt_root / f"step-{int(f.read_text().strip())}"
+        return p if (p / "state.pt").exists() else None
+
+    def load_checkpoint(self, path: Path) -> None:
+        acc = self.accelerator
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        acc.unwrap_model(self.policy).load_state_dict(state["policy"], strict=self.cfg.lora_r == 0)
+        acc.unwrap_model(self.value).load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.value = state["kl_coef"]
+        self.step = state["step"]
+        if acc.is_main_process and self.metrics.path.exists():
+            rows = [r for r in self.metrics.path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= self.step]
+            self.metrics.path.write_text("".join(r + "\n" for r in rows))
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def rollout(self, step: int) -> dict:
+        acc, cfg = self.accelerator, self.cfg
+        idx = self._batch_indices(step)[acc.process_index :: acc.num_processes]
+        examples = [self.prompts[i] for i in idx]
+        texts = [format_prompt(self.tokenizer, e.instruction, e.input) for e in examples]
+        gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
+        scores = torch.tensor(self.reward(examples, gen.texts), dtype=torch.float32, device=acc.device)
+        dev = acc.device
+        q, qm, r, rm = (t.to(dev) for t in (gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask))
+        lps, refs, vals, ents = [], [], [], []
+        mb = cfg.micro_batch_size
+        self.policy.eval()
+        for s in range(0, len(idx), mb):
+            sl = slice(s, s + mb)
+            lp, ent = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature, with_entropy=True)
+            if self.ref is not None:
+                ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+            else:
+                with acc.unwrap_model(self.policy).disable_adapter():
+                    ref, _ = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+            lps.append(lp), refs.append(ref), ents.append(ent)
+            vals.append(token_values(self.value, q[sl], qm[sl], r[sl], rm[sl]))
+        self.policy.train()
+        logp, ref_logp, values, ent = (torch.cat(x) for x in (lps, refs, vals, ents))
+        mask = rm.float()
+        kl = L.per_token_kl(logp, ref_logp, cfg.kl_estimator) * mask
+        rewards = L.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
+        if cfg.whiten_rewards:
+            rewards = L.whiten(rewards, mask, shift_mean=False)
+        adv, returns = L.gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        adv = L.whiten(adv, mask, shift_mean=True)
+        batch = dict(q=q, qm=qm, r=r, rm=rm, logp=logp, values=values, adv=adv, returns=returns, mask=mask)
+        stats = {
+            "reward_mean": scores.mean(), "reward_std": scores.std() if len(scores) > 1 else torch.zeros(()),
+            "kl": (kl.sum(1)).mean(), "entropy": L.masked_mean(ent, mask), "response_length": mask.sum(1).mean(),
+            "kl_coef": torch.tensor(self.kl_ctl.value),
+        }
+        if self.gold is not None:
+            stats["gold_reward_mean"] = torch.tensor(sum(self.gold(examples, gen.texts)) / len(examples))
+        return {"batch": batch, "stats": stats, "texts": gen.texts, "examples": examples}
+
+    # ------------------------------------------------------------------ optimisation
+    def optimise(self, batch: dict, step: int) -> dict[str, float]:
+        acc, cfg = self.accelerator, self.cfg
+        n = batch["q"].shape[0]
+        per_proc = max(1, cfg.step_batch_size // acc.num_processes)
+        mb = min(cfg.micro_batch_size, per_proc)
+        agg: dict[str, float] = {}
+        count = 0
+        for epoch in range(cfg.noptepochs):
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step, 11, epoch)))
+            for s in range(0, n, per_proc):
+                mini = perm[s : s + per_proc]
+                micro = [mini[i : i + mb] for i in range(0, len(mini), mb)]
+                for k, ids in enumerate(micro):
+                    b = {key: v[ids.to(v.device)] for key, v in batch.items()}
+                    sync = k == len(micro) - 1
+                    ctx = _no_sync(acc, [self.policy, self.value], sync)
+                    with ctx:
+                        lp, _ = response_logprobs(self.policy, b["q"], b["qm"], b["r"], b["rm"], cfg.temperature)
+                        v = token_values(self.value, b["q"], b["qm"], b["r"], b["rm"])
+                        pg, pst = L.ppo_policy_loss(lp, b["logp"], b["adv"], b["mask"], cfg.cliprange)
+                        vf, vst = L.ppo_value_loss(v, b["values"], b["returns"], b["mask"], cfg.cliprange_value)
+                        loss = pg + cfg.vf_coef * vf
+                        if not torch.isfinite(loss):
+                            last = self.latest_checkpoint()
+                            raise NonFiniteLoss(
+                                f"PPO step {step + 1}: non-finite loss (policy {pg.item()}, value {vf.item()}); "
+                                f"no update was applied. Last good checkpoint: {last or 'none'}"
+                            )
+                        acc.backward(loss * len(ids) / len(mini))
+                    for key, val in {"policy_loss": pg, "value_loss": vf, **pst, **vst}.items():
+                        agg[key] = agg.get(key, 0.0) + float(val.detach())
+                    count += 1
+                acc.clip_grad_norm_(list(self.policy.parameters()) + list(self.value.parameters()), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return {k: v / max(count, 1) for k, v in agg.items()}
+
+    # ------------------------------------------------------------------ loop
+    def train(self, resume: bool = False, on_step: Callable[[dict], None] | None = None) -> dict[str, float]:
+        acc, cfg = self.accelerator, self.cfg
+        if resume and (ck := self.latest_checkpoint()) is not None:
+            self.load_checkpoint(ck)
+            log.info("resumed from %s (step %d)", ck, self.step)
+        elif acc.is_main_process and self.metrics.path.exists():
+            self.metrics.path.unlink()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="ppo", disable=not acc.is_local_main_process, unit="step")
+        last: dict[str, float] = {}
+        while self.step < cfg.steps:
+            t0 = time.time()
+            ro = self.rollout(self.step)
+            train_stats = self.optimise(ro["batch"], self.step)
+            self.scheduler.step()
+            keys = list(ro["stats"])
+            vals = acc.reduce(torch.stack([ro["stats"][k].float().to(acc.device) for k in keys]), reduction="mean")
+            stats = {k: float(v) for k, v in zip(keys, vals.tolist())}
+            stats.update(train_stats)
+            self.kl_ctl.update(stats["kl"], cfg.rollout_batch_size)
+            self.step += 1
+            stats.update(step=self.step, lr=self.scheduler.get_last_lr()[0], seconds=time.time() - t0)
+            self.metrics.log(stats)
+            if self.tracker:
+                self.tracker(stats)
+            last = stats
+            if on_step:
+                on_step(stats)
+            bar.update(1)
+            bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+            if self.step % cfg.save_steps == 0 or self.step == cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+        return last
+
+    def save_policy(self, path: str | Path) -> Path:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.policy)
+            if self.cfg.lora_r > 0:
+                import copy
+
+                model = copy.deepcopy(model).merge_and_unload()
+            with atomic_dir(path) as tmp:
+                model.save_pretrained(tmp, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp)
+                (tmp / "rlop_config.json").write_text(json.dumps({"stage": "ppo", **to_dict(self.cfg)}, indent=2))
+        acc.wait_for_everyone()
+        return Path(path)
+
+
+class _no_sync:
+    def __init__(self, acc, models, sync: bool):
+        self.ctxs = [] if sync else [acc.no_sync(m) for m in models]
+
+    def __enter__(self):
+        for c in self.ctxs:
+            c.__enter__()
+
+    def __exit__(self, *a):
+        for c in reversed(self.ctxs):
+            c.__exit__(*a)
+        return False
+
+
+def _make_tracker(kind: str, out: Path):
+    if not kind:
+        return None
+    if kind == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+
+        w = SummaryWriter(str(out / "tensorboard"))
+        return lambda s: [w.add_scalar(k, v, s["step"]) for k, v in s.items() if isinstance(v, (int, float))]
+    if kind == "wandb":
+        import wandb
+
+        wandb.init(project="rlop", dir=str(out))
+        return lambda s: wandb.log(s, step=s["step"])
+    raise ValueError(f"unknown report_to {kind!r}")
+
+
+def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:
+    """Train with PPO; the final policy is saved to ``out/policy``."""
+    out = Path(out)
+    trainer = PPOTrainer(cfg, reward=reward, out=out, gold=gold)
+    last = trainer.train(resume=resume)
+    trainer.save_policy(out / "policy")
+    return last

@@ -1,0 +1,85 @@
+"""PPO end to end on the tiny preset: learning, kill-and-resume, NaN stop, best-of-n."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rlop.config import build_config
+from rlop.rewards import CallableReward, load_reward
+from rlop.training.ppo import NonFiniteLoss, PPOConfig, PPOTrainer, run_ppo
+from tests import helpers_rewards
+
+
+def _metrics(path):
+    return [json.loads(l) for l in open(path)]
+
+
+def test_ppo_raises_reward_with_bounded_kl(tiny_sft, tmp_path):
+    cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "steps": 16, "save_steps": 100})
+    run_ppo(cfg, tmp_path / "ppo", reward=CallableReward(helpers_rewards.letter_e))
+    rows = _metrics(tmp_path / "ppo" / "metrics.jsonl")
+    first = sum(r["reward_mean"] for r in rows[:3]) / 3
+    last = sum(r["reward_mean"] for r in rows[-3:]) / 3
+    assert last > first + 0.5, (first, last)
+    assert max(r["kl"] for r in rows) < 60
+    for key in ("reward_std", "entropy", "response_length", "policy_clipfrac", "value_clipfrac", "value_loss", "approx_kl", "lr"):
+        assert key in rows[-1]
+    assert (tmp_path / "ppo" / "policy" / "model.safetensors").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_sft, tmp_path):
+    helpers_rewards.CALLS["n"] = 0
+    cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "steps": 6, "save_steps": 1})
+    trainer = PPOTrainer(cfg, reward=CallableReward(helpers_rewards.nan_after_two_steps), out=tmp_path / "ppo")
+    with pytest.raises(NonFiniteLoss, match="non-finite loss.*step-2"):
+        trainer.train()
+    assert (tmp_path / "ppo" / "checkpoints" / "latest").read_text() == "2"
+    assert (tmp_path / "ppo" / "checkpoints" / "step-2" / "state.pt").exists()
+
+
+def _ppo_cmd(policy, out, *extra):
+    return [sys.executable, "-m", "rlop.cli", "ppo", "--preset", "tiny", "--policy", str(policy), "--reward",
+            "python:tests.helpers_rewards:letter_e", "--steps", "6", "--save-steps", "2", "--out", str(out), *extra]
+
+
+def test_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    full = tmp_path / "full"
+    subprocess.run(_ppo_cmd(tiny_sft, full), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_ppo_cmd(tiny_sft, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = killed / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (latest.exists() and int(latest.read_text()) >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "policy").exists(), "the run finished before it was killed"
+    subprocess.run(_ppo_cmd(tiny_sft, killed, "--resume"), check=True, env=env, capture_output=True)
+    a, b = _metrics(full / "metrics.jsonl"), _metrics(killed / "metrics.jsonl")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for ra, rb in zip(a, b):
+        for k in ("reward_mean", "kl", "policy_loss", "value_loss"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7), (ra["step"], k)
+
+
+def test_best_of_n_picks_highest_reward(tiny_sft):
+    from rlop.training.best_of_n import BestOfNConfig, best_of_n
+
+    cfg = build_config(BestOfNConfig, "tiny", overrides={"policy": str(tiny_sft), "n": 4, "max_prompts": 3})
+    reward = load_reward("python:tests.helpers_rewards:letter_e")
+    rows = best_of_n(cfg, reward)
+    assert len(rows) == 3
+    from rlop.rlp.samples import sample_responses
+    from rlop.models.generation import SamplingConfig
+    from rlop.data import load_instructions
+
+    ex = load_instructions("sandbox:eval", limit=3)
+    sets = sample_responses(str(tiny_sft), ex, 4, SamplingConfig(12, 1.0, 0.9, 0, True, 32), cfg.seed)
+    for row, s in zip(rows, sets):
+        assert row["reward"] == pytest.approx(max(reward([s.example] * 4, s.responses)))
