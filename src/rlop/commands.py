@@ -97,3 +97,57 @@ def _sample_with_presets(args) -> int:
 
 _sample_with_presets.setup = _sample_setup
 command("sample", "n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)")(_sample_with_presets)
+
+
+def _spg(args) -> int:
+    from rlop.rewards import load_reward
+    from rlop.rlp.judges import make_judge
+    from rlop.rlp.samples import load_samples
+    from rlop.rlp.spg import PolicyPairwiseJudge, SPGConfig, generate
+    from rlop.utils import atomic_write_text, write_jsonl
+
+    cfg = build_config(SPGConfig, args.preset, args.config, overrides_from_args(args), section="spg")
+    sets = load_samples(cfg.samples)
+    reward = load_reward(cfg.reward_model) if cfg.variant in ("spg", "select-all", "reward") else None
+    judge = make_judge(cfg.judge, cfg.judge_model or None, cfg.nli_rule, cfg.threshold) if cfg.variant in ("spg", "select-all") else None
+    pj = PolicyPairwiseJudge(cfg.policy) if cfg.variant == "rlaif" else None
+    rows, stats = generate(sets, cfg, reward, judge, pj)
+    write_jsonl(Path(args.out) / "synthetic.jsonl", rows)
+    atomic_write_text(Path(args.out) / "spg_stats.json", json.dumps(stats, indent=2))
+    print(f"{stats['pairs']} synthetic pairs from {stats['instructions']} instructions (acceptance {stats['acceptance_rate']:.2f})")
+    return 0
+
+
+def _spg_setup(p):
+    from rlop.rlp.spg import SPGConfig
+
+    _stage_args(p, SPGConfig)
+
+
+_spg.setup = _spg_setup
+command("spg", "step 4 (RLP-SPG): synthetic preferences from clustered policy samples")(_spg)
+
+
+def _collect(args) -> int:
+    from rlop.sandbox.collect import collect
+
+    path = collect(args.policy, args.prompts_file, args.out, annotator=args.annotator, max_prompts=args.max_prompts,
+                   max_new_tokens=args.max_new_tokens, seed=args.seed)
+    print(f"preferences written to {path}")
+    return 0
+
+
+def _collect_setup(p):
+    from rlop.models.loading import DEFAULT_MODEL
+
+    p.add_argument("--out", required=True)
+    p.add_argument("--policy", default=DEFAULT_MODEL)
+    p.add_argument("--prompts-file", default="sandbox:preference")
+    p.add_argument("--annotator", default="noisy", choices=["noisy", "gold"])
+    p.add_argument("--max-prompts", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+
+
+_collect.setup = _collect_setup
+command("collect", "step 1: sample two responses per instruction and label them with an annotator")(_collect)

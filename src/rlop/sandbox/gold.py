@@ -23,7 +23,7 @@ from typing import Any
 from rlop.utils import derive_seed
 
 NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
-WORD_RE = re.compile(r"[A-Za-z0-9']+")
+WORD_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 
 def _words(text: str) -> list[str]:
