@@ -151,3 +151,39 @@ def _collect_setup(p):
 
 _collect.setup = _collect_setup
 command("collect", "step 1: sample two responses per instruction and label them with an annotator")(_collect)
+
+
+def _run(args) -> int:
+    from rlop.evaluation.report import table
+    from rlop.pipeline.run import run_pipeline
+
+    overrides = overrides_from_args(args)
+    results = run_pipeline(args.preset, args.config, args.out, overrides, force=args.force)
+    print(table(results))
+    return 0
+
+
+def _run_setup(p):
+    from rlop.config import add_config_args
+    from rlop.pipeline.run import RunConfig
+
+    p.add_argument("--preset", choices=["tiny", "cpu"], default=None, help="default: cpu (SmolLM2-135M-Instruct on the sandbox)")
+    p.add_argument("--config")
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--force", help="redo this stage and everything after it")
+    add_config_args(p, RunConfig, skip=("preset",))
+
+
+_run.setup = _run_setup
+command("run", "Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report")(_run)
+
+
+def _report(args) -> int:
+    from rlop.evaluation.report import write_report
+
+    print(f"report written to {write_report(args.run_dir)}")
+    return 0
+
+
+_report.setup = lambda p: p.add_argument("run_dir")
+command("report", "Markdown report with plots from a run directory")(_report)

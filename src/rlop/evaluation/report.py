@@ -1,0 +1,80 @@
+"""``rlop report RUN_DIR``: Markdown report with PNG plots from a run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _plots(run: Path, methods: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    names = list(methods)
+    wr = [methods[m]["win_rate"] * 100 for m in names]
+    err = [[(methods[m]["win_rate"] - methods[m]["ci_low"]) * 100 for m in names], [(methods[m]["ci_high"] - methods[m]["win_rate"]) * 100 for m in names]]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(names, wr, yerr=err, capsize=4, color="#4c72b0")
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel("gold win-rate vs reference (%)")
+    ax.set_title("Win-rate per method (95% bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(run / "winrate.png", dpi=120)
+    plt.close(fig)
+    made.append("winrate.png")
+    ppo_dirs = [d for d in ("ppo", "ppo-spg", "ppo-uml") if (run / d / "metrics.jsonl").exists()]
+    if ppo_dirs:
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+        for d in ppo_dirs:
+            rows = [json.loads(l) for l in open(run / d / "metrics.jsonl")]
+            steps = [r["step"] for r in rows]
+            for ax, key in zip(axes, ("reward_mean", "gold_reward_mean", "kl", "response_length")):
+                if key in rows[0]:
+                    ax.plot(steps, [r[key] for r in rows], label=d)
+                    ax.set_title(key)
+                    ax.set_xlabel("PPO step")
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(run / "ppo_curves.png", dpi=120)
+        plt.close(fig)
+        made.append("ppo_curves.png")
+    stats = run / "spg" / "spg_stats.json"
+    if stats.exists():
+        s = json.loads(stats.read_text())
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.hist(s["confidences"], bins=10, range=(0, 1), color="#55a868")
+        ax.set_xlabel("SPG confidence (largest cluster / n)")
+        ax.set_title(f"acceptance rate {s['acceptance_rate']:.2f}")
+        fig.tight_layout()
+        fig.savefig(run / "spg_confidence.png", dpi=120)
+        plt.close(fig)
+        made.append("spg_confidence.png")
+    return made
+
+
+def table(methods: dict) -> str:
+    lines = ["| method | gold win-rate % | 95% CI | gold success % | n | mean length (chars) |", "|---|---|---|---|---|---|"]
+    for m, r in methods.items():
+        lines.append(f"| {m} | {r['win_rate'] * 100:.1f} | {r['ci_low'] * 100:.1f}-{r['ci_high'] * 100:.1f} | {r['gold_success'] * 100:.1f} | {r['n']} | {r['mean_length']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_report(run: str | Path) -> Path:
+    run = Path(run)
+    res = json.loads((run / "results.json").read_text())
+    methods, diag = res["methods"], res.get("diagnostics", {})
+    plots = _plots(run, methods)
+    parts = ["# rlop run report", "", f"Run directory: `{run}`", "", "## Win-rate against the sandbox reference outputs (gold annotator)", "", table(methods), ""]
+    parts += ["Per-kind win-rate:", ""]
+    for m, r in methods.items():
+        parts.append(f"- {m}: " + ", ".join(f"{k} {v['win_rate'] * 100:.1f}% (n={v['n']})" for k, v in r["per_subset"].items()))
+    if diag:
+        parts += ["", "## On-distribution reward-model accuracy (gold-labelled pairs of PPO samples)", ""]
+        parts += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in diag.items()]
+    parts += [""] + [f"![{p}]({p})" for p in plots] + [""]
+    path = run / "report.md"
+    path.write_text("\n".join(parts))
+    return path

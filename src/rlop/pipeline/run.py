@@ -1,0 +1,271 @@
+"""``rlop run``: Algorithm 1 end to end on the sandbox, with baselines, evaluation and report.
+
+Stages (each a folder of the run directory, written atomically and skipped when its
+``stage.json`` records the same key, i.e. the same config and inputs):
+
+    sft -> collect -> rm -> ppo -> samples -> {spg -> rm-spg -> ppo-spg, rm-uml -> ppo-uml}
+    sft + rm -> bon;   every policy -> outputs-METHOD -> eval -> report
+
+PPO stages resume from their last checkpoint when a run was interrupted. ``--force STAGE``
+redoes a stage and everything after it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from rlop.config import build_config
+from rlop.utils import atomic_dir, atomic_write_text
+
+ALL_METHODS = ("sft", "bon", "ppo", "rlp-uml", "rlp-spg")
+DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
+ORDER = ["sft", "collect", "rm", "ppo", "samples", "spg", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "bon", "eval"]
+
+
+@dataclass
+class RunConfig:
+    preset: str = "cpu"
+    methods: str = ",".join(DEFAULT_METHODS)
+    seed: int = 0
+    sandbox_sft: int = 1000
+    preference_prompts: int = 512
+    unlabeled_prompts: int = 128
+    samples_per_prompt: int = 10
+    eval_prompts: int = 200
+    max_new_tokens: int = 64
+    judge: str = "embedding"
+    gamma: float = 0.5
+    bon_n: int = 8
+
+    PRESETS: ClassVar[dict] = {
+        "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
+                     eval_prompts=32, max_new_tokens=12, judge="answer", bon_n=4, methods=",".join(ALL_METHODS)),
+        "cpu": dict(preset="cpu"),
+    }
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Pipeline:
+    def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[[str], None] = print):
+        self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
+        self.methods = [m for m in (ALL_METHODS if cfg.methods == "all" else cfg.methods.split(",")) if m]
+        unknown = set(self.methods) - set(ALL_METHODS)
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(ALL_METHODS)} or all")
+        self.keys: dict[str, str] = {}
+        self.t0 = time.time()
+
+    # ------------------------------------------------------------------ stage plumbing
+    def stage_dir(self, name: str) -> Path:
+        return self.out / name
+
+    def done(self, name: str, key: str) -> bool:
+        f = self.stage_dir(name) / "stage.json"
+        return f.exists() and json.loads(f.read_text()).get("key") == key
+
+    def run_stage(self, name: str, key: str, fn: Callable[[Path], None], atomic: bool = True) -> Path:
+        self.keys[name] = key
+        d = self.stage_dir(name)
+        if self.done(name, key):
+            self.log(f"[{self._elapsed()}] {name}: cached")
+            return d
+        self.log(f"[{self._elapsed()}] {name}: running")
+        t = time.time()
+        if atomic:
+            with atomic_dir(d) as tmp:
+                fn(tmp)
+                (tmp / "stage.json").write_text(json.dumps({"key": key, "seconds": time.time() - t}))
+        else:  # PPO: its folder holds checkpoints to resume from
+            d.mkdir(parents=True, exist_ok=True)
+            marker = d / "stage-key"
+            if marker.exists() and marker.read_text() != key:
+                shutil.rmtree(d)
+                d.mkdir(parents=True)
+            marker.write_text(key)
+            fn(d)
+            atomic_write_text(d / "stage.json", json.dumps({"key": key, "seconds": time.time() - t}))
+        return d
+
+    def _elapsed(self) -> str:
+        s = int(time.time() - self.t0)
+        return f"{s // 60:02d}:{s % 60:02d}"
+
+    def force(self, stage: str) -> None:
+        if stage not in ORDER:
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(ORDER)}")
+        for name in ORDER[ORDER.index(stage):]:
+            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+        for p in self.out.glob("outputs-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+    def _stage_cfg(self, cls, section: str, **overrides):
+        return build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
+
+    # ------------------------------------------------------------------ the algorithm
+    def run(self) -> dict[str, Any]:
+        from rlop.evaluation.winrate import gold_prefer, gold_success_rate, win_rate
+        from rlop.rewards import GoldReward
+        from rlop.training.ppo import PPOConfig, run_ppo
+        from rlop.training.reward import RewardConfig, run_reward
+        from rlop.training.sft import SFTConfig, run_sft
+
+        c = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
+        sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
+        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d)) 
+
+        from rlop.sandbox.collect import collect
+
+        ckey = _key("collect", self.keys["sft"], c.preference_prompts, c.max_new_tokens, c.seed)
+        col = self.run_stage("collect", ckey, lambda d: collect(str(sft), "sandbox:preference", d, max_prompts=c.preference_prompts,
+                                                                 max_new_tokens=c.max_new_tokens, seed=c.seed))
+        prefs = str(col / "preferences.jsonl")
+        rm_cfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0)
+        rm = self.run_stage("rm", _key("rm", rm_cfg, ckey), lambda d: run_reward(rm_cfg, d))
+
+        def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
+            pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens)
+            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), lambda d: run_ppo(pcfg, d, resume=True, gold=GoldReward()), atomic=False)
+
+        policies: dict[str, Path] = {"sft": sft}
+        ppo = ppo_stage("ppo", rm, "rm")
+        policies["ppo"] = ppo / "policy"
+
+        if "rlp-spg" in self.methods or "rlp-uml" in self.methods:
+            from rlop.models.generation import SamplingConfig
+            from rlop.data.io import load_instructions
+            from rlop.rlp.samples import sample_responses
+            from rlop.utils import write_jsonl
+
+            def do_samples(d: Path) -> None:
+                ex = load_instructions("sandbox:unlabeled", limit=c.unlabeled_prompts)
+                sets = sample_responses(str(policies["ppo"]), ex, c.samples_per_prompt, SamplingConfig(c.max_new_tokens, 1.0, 1.0, 0, True, 32), c.seed)
+                write_jsonl(d / "samples.jsonl", [s.to_record() for s in sets])
+
+            samples = self.run_stage("samples", _key("samples", self.keys["ppo"], c.unlabeled_prompts, c.samples_per_prompt, c.max_new_tokens), do_samples)
+            samples_file = str(samples / "samples.jsonl")
+
+            if "rlp-spg" in self.methods:
+                from rlop.rewards import RewardModelReward
+                from rlop.rlp.judges import make_judge
+                from rlop.rlp.samples import load_samples
+                from rlop.rlp.spg import SPGConfig, generate
+
+                def do_spg(d: Path) -> None:
+                    scfg = SPGConfig(samples=samples_file, reward_model=str(rm), judge=c.judge, gamma=c.gamma, seed=c.seed)
+                    rows, stats = generate(load_samples(samples_file), scfg, RewardModelReward(rm), make_judge(c.judge))
+                    write_jsonl(d / "synthetic.jsonl", rows)
+                    (d / "spg_stats.json").write_text(json.dumps(stats))
+
+                spg = self.run_stage("spg", _key("spg", self.keys["samples"], c.judge, c.gamma), do_spg)
+                syn = str(spg / "synthetic.jsonl")
+                has_pairs = (spg / "synthetic.jsonl").stat().st_size > 0
+                rcfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0, synthetic_file=syn if has_pairs else "")
+                rm_spg = self.run_stage("rm-spg", _key("rm-spg", rcfg, self.keys["spg"], ckey), lambda d: run_reward(rcfg, d))
+                policies["rlp-spg"] = ppo_stage("ppo-spg", rm_spg, "rm-spg") / "policy"
+
+            if "rlp-uml" in self.methods:
+                ucfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0, views_file=samples_file, rep_loss="mib")
+                rm_uml = self.run_stage("rm-uml", _key("rm-uml", ucfg, self.keys["samples"], ckey), lambda d: run_reward(ucfg, d))
+                policies["rlp-uml"] = ppo_stage("ppo-uml", rm_uml, "rm-uml") / "policy"
+
+        from rlop.data.io import load_instructions
+
+        eval_ex = load_instructions("sandbox:eval", limit=c.eval_prompts)
+        outputs: dict[str, list[str]] = {}
+        for m in self.methods:
+            if m == "bon":
+                continue
+            outputs[m] = self._outputs(m, policies[m], eval_ex)
+        if "bon" in self.methods:
+            outputs["bon"] = self._bon(sft, rm, eval_ex)
+
+        results = {}
+        for m in self.methods:
+            r = win_rate(lambda ex, a, b: gold_prefer(ex, a, b), eval_ex, outputs[m], subset_key="kind", seed=c.seed)
+            r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
+            results[m] = r
+        diag = self._diagnostics(rm, policies, eval_ex)
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag}, indent=2))
+        from rlop.evaluation.report import write_report
+
+        write_report(self.out)
+        self.log(f"[{self._elapsed()}] done: report at {self.out / 'report.md'}")
+        return results
+
+    # ------------------------------------------------------------------ helpers
+    def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
+        from rlop.models.generation import SamplingConfig
+        from rlop.rlp.samples import sample_responses
+        from rlop.utils import read_jsonl_plain, write_jsonl
+
+        name = f"outputs-{method}"
+        key = _key(name, self.keys.get(method if method == "sft" else {"ppo": "ppo", "rlp-spg": "ppo-spg", "rlp-uml": "ppo-uml"}[method]), len(eval_ex))
+
+        def do(d: Path) -> None:
+            sets = sample_responses(str(policy), eval_ex, 1, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32), self.cfg.seed + 1, desc=f"eval {method}")
+            write_jsonl(d / "outputs.jsonl", [{"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[0]} for s in sets])
+
+        d = self.run_stage(name, key, do)
+        return [r["output"] for r in read_jsonl_plain(d / "outputs.jsonl")]
+
+    def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
+        from rlop.rewards import RewardModelReward
+        from rlop.training.best_of_n import BestOfNConfig, best_of_n
+        from rlop.utils import read_jsonl_plain, write_jsonl
+
+        bcfg = BestOfNConfig(policy=str(sft), reward=str(rm), n=self.cfg.bon_n, temperature=0.7, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
+
+        def do(d: Path) -> None:
+            write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
+
+        d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex)), do)
+        return [r["output"] for r in read_jsonl_plain(d / "outputs.jsonl")]
+
+    def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
+        """On-distribution RM accuracy: gold-labelled pairs of the PPO policy's samples."""
+        from rlop.rewards import RewardModelReward
+        from rlop.rlp.samples import load_samples
+        from rlop.sandbox.gold import GoldAnnotator
+
+        f = self.stage_dir("samples") / "samples.jsonl"
+        if not f.exists():
+            return {}
+        sets = load_samples(f)
+        gold = GoldAnnotator()
+        pairs = []
+        for s in sets:
+            distinct = list(dict.fromkeys(s.responses))
+            for a, b in zip(distinct[::2], distinct[1::2]):
+                v = gold.prefer(s.example.meta["spec"], a, b)
+                if v:
+                    pairs.append((s.example, a, b, v))
+        out: dict[str, Any] = {"on_policy_pairs": len(pairs)}
+        for name in ("rm", "rm-spg", "rm-uml"):
+            d = self.stage_dir(name)
+            if not (d / "config.json").exists() or not pairs:
+                continue
+            r = RewardModelReward(d)
+            ra = r([p[0] for p in pairs], [p[1] for p in pairs])
+            rb = r([p[0] for p in pairs], [p[2] for p in pairs])
+            out[f"{name}_on_policy_accuracy"] = sum((x > y) == (v == 1) for x, y, (_, _, _, v) in zip(ra, rb, pairs)) / len(pairs)
+        return out
+
+
+def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None) -> dict:
+    cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
+    p = Pipeline(cfg, out, config_file)
+    if force:
+        p.force(force)
+    return p.run()
