@@ -187,3 +187,39 @@ def _report(args) -> int:
 
 _report.setup = lambda p: p.add_argument("run_dir")
 command("report", "Markdown report with plots from a run directory")(_report)
+
+
+def _eval(args) -> int:
+    from rlop.data.io import DataError, load_instructions
+    from rlop.evaluation.annotators import make_annotator
+    from rlop.evaluation.winrate import win_rate
+    from rlop.utils import atomic_write_text
+
+    refs = load_instructions(args.eval_file, require_output=True, limit=args.max_prompts or None)
+    outs = {(o.instruction, o.input): o.output or "" for o in load_instructions(args.outputs, require_output=True)}
+    missing = [r for r in refs if (r.instruction, r.input) not in outs]
+    if missing:
+        raise DataError(args.outputs, None, "instruction", f"no output for {len(missing)} eval instructions, e.g. {missing[0].instruction[:60]!r}")
+    ann = make_annotator(args.annotator, args.reward_model)
+    res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=args.subset_key)
+    if hasattr(ann, "stats"):
+        res["annotator_stats"] = ann.stats
+    text = json.dumps(res, indent=2)
+    if args.out:
+        atomic_write_text(Path(args.out) / "winrate.json", text)
+    print(text)
+    return 0
+
+
+def _eval_setup(p):
+    p.add_argument("--outputs", required=True, help="model outputs JSONL (instruction, input, output)")
+    p.add_argument("--eval-file", default="sandbox:eval", help="eval set with reference outputs (AlpacaEval format: instruction, input, output, dataset)")
+    p.add_argument("--annotator", default="gold", choices=["gold", "reward", "api"])
+    p.add_argument("--reward-model", help="reward model dir for --annotator reward")
+    p.add_argument("--subset-key", default="dataset")
+    p.add_argument("--max-prompts", type=int, default=0)
+    p.add_argument("--out")
+
+
+_eval.setup = _eval_setup
+command("eval", "win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)")(_eval)
