@@ -30,3 +30,33 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg"):
         assert f"| {m} |" in report
     assert (tmp_path / "run" / "winrate.png").exists()
+
+
+@pytest.mark.slow
+def test_killed_run_continues_without_redoing_stages(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "rlop.cli", "run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = run / "ppo" / "checkpoints" / "latest"
+    deadline = time.time() + 600
+    while time.time() < deadline and not latest.exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    sft_stamp = (run / "sft" / "stage.json").stat().st_mtime_ns
+    assert not (run / "ppo" / "stage.json").exists()
+    out = subprocess.run(cmd + ["--out", str(run)], check=True, env=env, capture_output=True, text=True).stdout
+    assert "sft: cached" in out and "rm: cached" in out
+    assert (run / "sft" / "stage.json").stat().st_mtime_ns == sft_stamp
+    a = json.loads((tmp_path / "full" / "results.json").read_text())
+    b = json.loads((run / "results.json").read_text())
+    assert a == b

@@ -34,15 +34,15 @@ class RunConfig:
     preset: str = "cpu"
     methods: str = ",".join(DEFAULT_METHODS)
     seed: int = 0
-    sandbox_sft: int = 1000
-    preference_prompts: int = 512
-    unlabeled_prompts: int = 128
+    sandbox_sft: int = 384
+    preference_prompts: int = 256
+    unlabeled_prompts: int = 64
     samples_per_prompt: int = 10
     eval_prompts: int = 200
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
     judge: str = "embedding"
     gamma: float = 0.5
-    bon_n: int = 8
+    bon_n: int = 4
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
@@ -56,7 +56,7 @@ def _key(*parts: Any) -> str:
 
 
 class Pipeline:
-    def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[[str], None] = print):
+    def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print):
         self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
         self.methods = [m for m in (ALL_METHODS if cfg.methods == "all" else cfg.methods.split(",")) if m]
         unknown = set(self.methods) - set(ALL_METHODS)
@@ -77,9 +77,9 @@ class Pipeline:
         self.keys[name] = key
         d = self.stage_dir(name)
         if self.done(name, key):
-            self.log(f"[{self._elapsed()}] {name}: cached")
+            self.log(f"[{self._elapsed()}] {name}: cached", flush=True)
             return d
-        self.log(f"[{self._elapsed()}] {name}: running")
+        self.log(f"[{self._elapsed()}] {name}: running (stages done so far: {len(self.keys) - 1})", flush=True)
         t = time.time()
         if atomic:
             with atomic_dir(d) as tmp:
@@ -201,7 +201,7 @@ class Pipeline:
         from rlop.evaluation.report import write_report
 
         write_report(self.out)
-        self.log(f"[{self._elapsed()}] done: report at {self.out / 'report.md'}")
+        self.log(f"[{self._elapsed()}] done: report at {self.out / 'report.md'}", flush=True)
         return results
 
     # ------------------------------------------------------------------ helpers
