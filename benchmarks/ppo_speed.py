@@ -1,0 +1,124 @@
+"""Seconds per PPO step and peak memory: rlop's PPO vs TRL 1.12's PPOTrainer, side by side.
+
+Both run SmolLM2-135M-Instruct (policy and frozen reference) with a reward model and value
+model made from the same backbone, on the same prompts (sandbox unlabeled, chat template),
+with the cpu preset's shape: 16 rollouts per step, one mini-batch of 16, one PPO epoch,
+48 new tokens, temperature 1.0. TRL 1.12 (the last TRL with PPO, under trl.experimental.ppo)
+is installed by this script into its own virtual environment (benchmarks/.venv-trl).
+Each framework runs in its own process; the first step is a warm-up and not timed.
+
+    python benchmarks/ppo_speed.py [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv-trl"
+BATCH, RESP, QUERY = 16, 48, 128
+
+TRL_CHILD = textwrap.dedent('''
+import json, resource, sys, time, torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+model_dir, rm_dir, prompts_file, steps, batch, resp, out = sys.argv[1:8]
+steps, batch, resp = int(steps), int(batch), int(resp)
+tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+prompts = json.load(open(prompts_file))[: steps * batch]
+ds = Dataset.from_dict({"input_ids": [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]})
+policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+rm = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, dtype=torch.float32)
+value = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, dtype=torch.float32)
+times = []
+class T(TrainerCallback):  # TRL's PPO loop fires on_train_begin and on_step_end only
+    def on_train_begin(self, args, state, control, **kw): self.t = time.time()
+    def on_step_end(self, args, state, control, **kw):
+        now = time.time(); times.append(now - self.t); self.t = now
+args = PPOConfig(output_dir="/tmp/trl-ppo-bench", per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+                 num_mini_batches=1, num_ppo_epochs=1, total_episodes=steps * batch, response_length=resp, stop_token="eos",
+                 temperature=1.0, learning_rate=2e-5, kl_coef=0.0067, report_to=[], use_cpu=True, save_strategy="no",
+                 num_sample_generations=0, local_rollout_forward_batch_size=batch, logging_steps=1, seed=42)
+trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=rm, train_dataset=ds, value_model=value, callbacks=[T()])
+t0 = time.time(); trainer.train(); total = time.time() - t0
+json.dump({"step_seconds": times, "total": total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(out, "w"))
+''')
+
+RLOP_CHILD = textwrap.dedent('''
+import json, resource, sys, time
+from rlop.config import build_config
+from rlop.data.io import InstructionExample
+from rlop.rewards import load_reward
+from rlop.training.ppo import PPOConfig, PPOTrainer
+model_dir, rm_dir, prompts_file, steps, batch, resp, out = sys.argv[1:8]
+steps, batch, resp = int(steps), int(batch), int(resp)
+exs = [InstructionExample(**e) for e in json.load(open(prompts_file + ".examples"))]
+cfg = build_config(PPOConfig, "cpu", overrides=dict(policy=model_dir, reward=rm_dir, steps=steps, rollout_batch_size=batch,
+                   step_batch_size=batch, micro_batch_size=batch, noptepochs=1, response_len=resp, save_steps=10**6))
+times = []
+tr = PPOTrainer(cfg, prompts=exs, out="/tmp/rlop-ppo-bench")
+t0 = time.time(); tr.train(on_step=lambda s: times.append(s["seconds"])); total = time.time() - t0
+json.dump({"step_seconds": times, "total": total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(out, "w"))
+''')
+
+
+def ensure_trl_venv() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "trl==1.12.0", "datasets", "accelerate"], check=True)
+    return py
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=4)
+    a = ap.parse_args()
+    from rlop.data.formatting import format_prompt
+    from rlop.data.io import load_instructions
+    from rlop.models.loading import load_reward_model, load_tokenizer, resolve_model
+
+    work = Path("/tmp/rlop-ppo-speed")
+    work.mkdir(exist_ok=True)
+    model_dir = resolve_model("builtin:smollm2-135m-instruct")
+    rm_dir = work / "rm"
+    if not (rm_dir / "config.json").exists():
+        import torch
+
+        torch.manual_seed(0)
+        rm = load_reward_model(model_dir)
+        rm.save_pretrained(rm_dir)
+        load_tokenizer(model_dir).save_pretrained(rm_dir)
+    tok = load_tokenizer(model_dir)
+    exs = [e for e in load_instructions("sandbox:unlabeled", limit=400)
+           if len(tok(format_prompt(tok, e.instruction, e.input), add_special_tokens=False)["input_ids"]) <= QUERY][: a.steps * BATCH]
+    prompts = work / "prompts.json"
+    prompts.write_text(json.dumps([format_prompt(tok, e.instruction, e.input) for e in exs]))
+    Path(str(prompts) + ".examples").write_text(json.dumps([{"instruction": e.instruction, "input": e.input} for e in exs]))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    results = {}
+    for name, py, code in (("rlop", sys.executable, RLOP_CHILD), ("trl-1.12", str(ensure_trl_venv()), TRL_CHILD)):
+        out = work / f"{name}.json"
+        subprocess.run([py, "-c", code, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(BATCH), str(RESP), str(out)], check=True, env=env)
+        results[name] = json.loads(out.read_text())
+    print(f"PPO on SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), {BATCH} rollouts/step, {RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
+    print("| framework | s/step (mean of timed steps) | peak RSS (MB) |\n|---|---|---|")
+    row = {}
+    for name, r in results.items():
+        timed = r["step_seconds"][1:] or r["step_seconds"]
+        row[name] = (sum(timed) / len(timed), r["peak_rss_mb"])
+        print(f"| {name} | {row[name][0]:.1f} | {row[name][1]:.0f} |")
+    print(f"ratio rlop / TRL: time {row['rlop'][0] / row['trl-1.12'][0]:.2f}x, peak memory {row['rlop'][1] / row['trl-1.12'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
