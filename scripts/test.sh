@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Install rlop with its test extras into ./.venv and run the default test suite.
+# Install rlop with its test extras into ./.venv and run the test suite:
+# the default (fast) tests, then the end-to-end `slow` ones (rlop run on the tiny preset,
+# kill-and-rerun; about 4 minutes on 2 cores). Arguments, if any, go to the first pytest run
+# and the slow run is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
 . .venv/bin/activate
 python -m pytest -q "$@"
+if [ "$#" -eq 0 ]; then
+  python -m pytest -q -m slow
+fi
