@@ -20,12 +20,26 @@ from rlop.data.io import DataError
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
-def command(name: str, help: str):
+def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None]):
+    """Register ``fn`` as ``rlop NAME``; ``setup`` adds its arguments to the subparser."""
+
     def deco(fn):
-        COMMANDS[name] = (help, fn.setup, fn)
+        COMMANDS[name] = (help, setup, fn)
         return fn
 
     return deco
+
+
+def stage_setup(target: str) -> Callable[[argparse.ArgumentParser], None]:
+    """Arguments of a stage whose options are exactly its config dataclass (``module:Class``)."""
+
+    def setup(p: argparse.ArgumentParser) -> None:
+        import importlib
+
+        module, _, cls = target.partition(":")
+        _stage_args(p, getattr(importlib.import_module(module), cls))
+
+    return setup
 
 
 def _stage_args(p: argparse.ArgumentParser, cfg_cls, out_required: bool = True) -> None:
@@ -51,14 +65,8 @@ def _sft(args) -> int:
     return 0
 
 
-def _sft_setup(p):
-    from rlop.training.sft import SFTConfig
 
-    _stage_args(p, SFTConfig)
-
-
-_sft.setup = _sft_setup
-command("sft", "step 0: supervised fine-tuning on demonstrations (TRL SFTTrainer)")(_sft)
+command("sft", "step 0: supervised fine-tuning on demonstrations (TRL SFTTrainer)", stage_setup("rlop.training.sft:SFTConfig"))(_sft)
 
 
 # ------------------------------------------------------------------ reward
@@ -86,8 +94,7 @@ def _reward_setup(p):
     p.add_argument("--lambda", dest="lambda_", type=float, help="weight of the representation loss (same as --rep-lambda)")
 
 
-_reward.setup = _reward_setup
-command("reward", "steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)")(_reward)
+command("reward", "steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", _reward_setup)(_reward)
 
 
 # ------------------------------------------------------------------ sandbox
@@ -110,8 +117,7 @@ def _sandbox_setup(p):
         p.add_argument(f"--{k}", type=int, help=f"number of {k} tasks")
 
 
-_sandbox.setup = _sandbox_setup
-command("sandbox", "the offline simulation world: export its splits as JSONL")(_sandbox)
+command("sandbox", "the offline simulation world: export its splits as JSONL", _sandbox_setup)(_sandbox)
 
 
 # ------------------------------------------------------------------ main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlop.cli import _stage_args, build_config, command, overrides_from_args
+from rlop.cli import _stage_args, build_config, command, overrides_from_args, stage_setup
 
 
 def _ppo(args) -> int:
@@ -27,8 +27,7 @@ def _ppo_setup(p):
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
 
 
-_ppo.setup = _ppo_setup
-command("ppo", "steps 3 and 5: PPO from the SFT policy against a reward")(_ppo)
+command("ppo", "steps 3 and 5: PPO from the SFT policy against a reward", _ppo_setup)(_ppo)
 
 
 def _bon(args) -> int:
@@ -42,14 +41,8 @@ def _bon(args) -> int:
     return 0
 
 
-def _bon_setup(p):
-    from rlop.training.best_of_n import BestOfNConfig
 
-    _stage_args(p, BestOfNConfig)
-
-
-_bon.setup = _bon_setup
-command("bon", "best-of-n baseline: sample n, keep the highest-reward response")(_bon)
+command("bon", "best-of-n baseline: sample n, keep the highest-reward response", stage_setup("rlop.training.best_of_n:BestOfNConfig"))(_bon)
 
 
 def _sample(args) -> int:
@@ -95,8 +88,7 @@ def _sample_with_presets(args) -> int:
     return _sample(args)
 
 
-_sample_with_presets.setup = _sample_setup
-command("sample", "n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)")(_sample_with_presets)
+command("sample", "n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", _sample_setup)(_sample_with_presets)
 
 
 def _spg(args) -> int:
@@ -118,14 +110,8 @@ def _spg(args) -> int:
     return 0
 
 
-def _spg_setup(p):
-    from rlop.rlp.spg import SPGConfig
 
-    _stage_args(p, SPGConfig)
-
-
-_spg.setup = _spg_setup
-command("spg", "step 4 (RLP-SPG): synthetic preferences from clustered policy samples")(_spg)
+command("spg", "step 4 (RLP-SPG): synthetic preferences from clustered policy samples", stage_setup("rlop.rlp.spg:SPGConfig"))(_spg)
 
 
 def _collect(args) -> int:
@@ -149,8 +135,7 @@ def _collect_setup(p):
     p.add_argument("--seed", type=int, default=0)
 
 
-_collect.setup = _collect_setup
-command("collect", "step 1: sample two responses per instruction and label them with an annotator")(_collect)
+command("collect", "step 1: sample two responses per instruction and label them with an annotator", _collect_setup)(_collect)
 
 
 def _run(args) -> int:
@@ -174,8 +159,7 @@ def _run_setup(p):
     add_config_args(p, RunConfig, skip=("preset",))
 
 
-_run.setup = _run_setup
-command("run", "Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report")(_run)
+command("run", "Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report", _run_setup)(_run)
 
 
 def _report(args) -> int:
@@ -185,8 +169,7 @@ def _report(args) -> int:
     return 0
 
 
-_report.setup = lambda p: p.add_argument("run_dir")
-command("report", "Markdown report with plots from a run directory")(_report)
+command("report", "Markdown report with plots from a run directory", lambda p: p.add_argument("run_dir"))(_report)
 
 
 def _eval(args) -> int:
@@ -221,5 +204,4 @@ def _eval_setup(p):
     p.add_argument("--out")
 
 
-_eval.setup = _eval_setup
-command("eval", "win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)")(_eval)
+command("eval", "win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)", _eval_setup)(_eval)
