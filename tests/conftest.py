@@ -30,3 +30,13 @@ def tiny_sft(tmp_path_factory):
     cfg = build_config(SFTConfig, "tiny", overrides={"max_examples": 256, "epochs": 2, "learning_rate": 3e-3})
     run_sft(cfg, out)
     return out
+
+
+@pytest.fixture
+def precision():
+    """Set rlop's compute precision inside a test: ``precision("fp32")``; restored afterwards."""
+    from rlop.models import precision as P
+
+    before = P._setting
+    yield P.set_precision
+    P._setting = before

@@ -25,7 +25,8 @@ def test_reward_batched_equals_unbatched(tiny_tok):
     assert torch.allclose(batched, torch.tensor(single), atol=1e-5)
 
 
-def test_generation_batched_equals_unbatched(tiny_tok):
+def test_generation_batched_equals_unbatched(tiny_tok, precision):
+    precision("fp32")  # exact in float32; bf16 rounding depends on the padded batch shape
     m = load_causal_lm("tiny")
     prompts = [format_prompt(tiny_tok, "Write a long poem about the sea and the sky", ""), format_prompt(tiny_tok, "hi", "")]
     be = HFBackend(m, tiny_tok)

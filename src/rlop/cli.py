@@ -129,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlop", description="RLHF with Reward Learning on Policy (RLP)")
     parser.add_argument("--version", action="version", version=f"rlop {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="compute precision (default: $RLOP_PRECISION or auto = bf16 autocast where the CPU/GPU runs bf16 natively, else fp32)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help, setup, fn) in COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
         setup(p)
         p.set_defaults(func=fn)
     return parser
@@ -144,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if getattr(args, "precision", None):
+            from rlop.models.precision import set_precision
+
+            set_precision(args.precision)
         return int(args.func(args) or 0)
     except (DataError, ConfigError) as e:
         print(f"rlop: error: {e}", file=sys.stderr)
@@ -154,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlop: interrupted; rerun the same command (with --resume where offered) to continue", file=sys.stderr)
         return 130
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Tear down a torch.distributed group (``accelerate launch``) before the interpreter exits."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _load_optional_commands() -> None:

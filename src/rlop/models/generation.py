@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlop.models.precision import autocast
 from rlop.models.reward import position_ids_from_mask
 
 
@@ -94,6 +95,10 @@ class HFBackend:
 
     @torch.no_grad()
     def _generate_batch(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
+        with autocast(next(self.model.parameters()).device):
+            return self._sample(prompts, cfg, seeds)
+
+    def _sample(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
         model, tok = self.model, self.tokenizer
         device = next(model.parameters()).device
         tok.padding_side = "left"

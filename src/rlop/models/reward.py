@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlop.models.precision import autocast
 from rlop.data.formatting import format_prompt
 from rlop.models.loading import backbone, load_reward_model, load_tokenizer, score_head
 
@@ -72,8 +73,9 @@ class RewardModelScorer:
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             enc = tokenize_texts(self.tokenizer, texts[i : i + self.batch_size], self.max_length, self.device)
-            pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
-            out.extend(reward_from_hidden(self.model, pooled).tolist())
+            with autocast(self.device):
+                pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
+                out.extend(reward_from_hidden(self.model, pooled).tolist())
         return out
 
     def score(self, instructions: Sequence[str], inputs: Sequence[str], responses: Sequence[str]) -> list[float]:

@@ -52,7 +52,9 @@ class RunConfig:
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    from rlop.models.precision import resolve
+
+    return hashlib.sha256(json.dumps([parts, resolve()], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Pipeline:
@@ -114,6 +116,7 @@ class Pipeline:
     # ------------------------------------------------------------------ the algorithm
     def run(self) -> dict[str, Any]:
         from rlop.evaluation.winrate import gold_prefer, gold_success_rate, win_rate
+        from rlop.models.precision import resolve as resolve_precision
         from rlop.rewards import GoldReward
         from rlop.training.ppo import PPOConfig, run_ppo
         from rlop.training.reward import RewardConfig, run_reward
@@ -197,7 +200,7 @@ class Pipeline:
             r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex)
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag}, indent=2))
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision()}, indent=2))
         from rlop.evaluation.report import write_report
 
         write_report(self.out)
@@ -235,31 +238,18 @@ class Pipeline:
 
     def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
         """On-distribution RM accuracy: gold-labelled pairs of the PPO policy's samples."""
+        from rlop.evaluation.diagnostics import gold_pairs_from_samples, reward_accuracy
         from rlop.rewards import RewardModelReward
-        from rlop.rlp.samples import load_samples
-        from rlop.sandbox.gold import GoldAnnotator
 
         f = self.stage_dir("samples") / "samples.jsonl"
         if not f.exists():
             return {}
-        sets = load_samples(f)
-        gold = GoldAnnotator()
-        pairs = []
-        for s in sets:
-            distinct = list(dict.fromkeys(s.responses))
-            for a, b in zip(distinct[::2], distinct[1::2]):
-                v = gold.prefer(s.example.meta["spec"], a, b)
-                if v:
-                    pairs.append((s.example, a, b, v))
+        pairs = gold_pairs_from_samples(f)
         out: dict[str, Any] = {"on_policy_pairs": len(pairs)}
         for name in ("rm", "rm-spg", "rm-uml"):
             d = self.stage_dir(name)
-            if not (d / "config.json").exists() or not pairs:
-                continue
-            r = RewardModelReward(d)
-            ra = r([p[0] for p in pairs], [p[1] for p in pairs])
-            rb = r([p[0] for p in pairs], [p[2] for p in pairs])
-            out[f"{name}_on_policy_accuracy"] = sum((x > y) == (v == 1) for x, y, (_, _, _, v) in zip(ra, rb, pairs)) / len(pairs)
+            if (d / "config.json").exists() and pairs:
+                out[f"{name}_on_policy_accuracy"] = reward_accuracy(RewardModelReward(d), pairs)
         return out
 
 

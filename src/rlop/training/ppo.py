@@ -34,6 +34,7 @@ from rlop.config import to_dict
 from rlop.data.formatting import format_prompt
 from rlop.data.io import InstructionExample, load_instructions
 from rlop.models.generation import Generation, SamplingConfig, make_backend
+from rlop.models.precision import autocast
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_reward_model, load_tokenizer
 from rlop.models.reward import position_ids_from_mask
 from rlop.rewards import Reward, load_reward
@@ -115,12 +116,26 @@ def response_logprobs(model, query_ids, query_mask, response_ids, response_mask,
     """Per-token log-probs of ``response_ids`` (and entropies) under ``model``."""
     ids = torch.cat([query_ids, response_ids], 1)
     mask = torch.cat([query_mask, response_mask], 1)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False)
-    Q = query_ids.shape[1]
-    logits = out.logits[:, Q - 1 : -1]
+    R = response_ids.shape[1]
+    kw = {"logits_to_keep": R + 1} if _accepts(model, "logits_to_keep") else {}  # skip the LM head on the query
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False, **kw)
+    logits = out.logits[:, -(R + 1) : -1]
     lp = L.logprobs_from_logits(logits, response_ids, temperature)
     ent = L.entropy_from_logits(logits, temperature) if with_entropy else None
     return lp, ent
+
+
+def _accepts(model, name: str) -> bool:
+    import inspect
+
+    fwd = getattr(model, "forward", None)
+    base = getattr(model, "get_base_model", None)  # peft wrappers forward **kwargs
+    if base is not None:
+        fwd = base().forward
+    try:
+        return name in inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def token_values(value_model, query_ids, query_mask, response_ids, response_mask):
@@ -252,16 +267,17 @@ class PPOTrainer:
         lps, refs, vals, ents = [], [], [], []
         mb = cfg.micro_batch_size
         self.policy.eval()
-        for s in range(0, len(idx), mb):
-            sl = slice(s, s + mb)
-            lp, ent = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature, with_entropy=True)
-            if self.ref is not None:
-                ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
-            else:
-                with acc.unwrap_model(self.policy).disable_adapter():
-                    ref, _ = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
-            lps.append(lp), refs.append(ref), ents.append(ent)
-            vals.append(token_values(self.value, q[sl], qm[sl], r[sl], rm[sl]))
+        with autocast(dev):
+            for s in range(0, len(idx), mb):
+                sl = slice(s, s + mb)
+                lp, ent = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature, with_entropy=True)
+                if self.ref is not None:
+                    ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+                else:
+                    with acc.unwrap_model(self.policy).disable_adapter():
+                        ref, _ = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+                lps.append(lp), refs.append(ref), ents.append(ent)
+                vals.append(token_values(self.value, q[sl], qm[sl], r[sl], rm[sl]))
         self.policy.train()
         logp, ref_logp, values, ent = (torch.cat(x) for x in (lps, refs, vals, ents))
         mask = rm.float()
@@ -299,8 +315,9 @@ class PPOTrainer:
                     sync = k == len(micro) - 1
                     ctx = _no_sync(acc, [self.policy, self.value], sync)
                     with ctx:
-                        lp, _ = response_logprobs(self.policy, b["q"], b["qm"], b["r"], b["rm"], cfg.temperature)
-                        v = token_values(self.value, b["q"], b["qm"], b["r"], b["rm"])
+                        with autocast(acc.device):
+                            lp, _ = response_logprobs(self.policy, b["q"], b["qm"], b["r"], b["rm"], cfg.temperature)
+                            v = token_values(self.value, b["q"], b["qm"], b["r"], b["rm"])
                         pg, pst = L.ppo_policy_loss(lp, b["logp"], b["adv"], b["mask"], cfg.cliprange)
                         vf, vst = L.ppo_value_loss(v, b["values"], b["returns"], b["mask"], cfg.cliprange_value)
                         loss = pg + cfg.vf_coef * vf

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from rlop.config import to_dict
 from rlop.data import PreferenceExample, load_preferences
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
+from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
 from rlop.training.losses import bradley_terry_loss
 from rlop.utils import MetricsLogger, atomic_dir, derive_seed
@@ -108,7 +109,8 @@ class RewardTrainingModule(nn.Module):
         if self.aux is not None and views is not None:
             m = views["input_ids"].shape[0] // 2
             h = last_hidden_state(self.rm, views["input_ids"], views["attention_mask"]).float()
-            aux_loss, aux_logs = self.aux(h[:m], h[m:])
+            with torch.autocast(device_type=h.device.type, enabled=False):  # the heads stay float32
+                aux_loss, aux_logs = self.aux(h[:m], h[m:])
             loss = loss + self.rep_lambda * aux_loss
             logs.update({k: v.detach() for k, v in aux_logs.items()})
             logs["rep_loss"] = aux_loss.detach()
@@ -199,7 +201,8 @@ class RewardTrainer:
         bs = max(1, self.cfg.per_device_batch_size * 2)
         for i in range(0, len(mine), bs):
             b = self._pair_batch(mine[i : i + bs])
-            r = reward_from_hidden(rm, last_hidden_state(rm, b["input_ids"], b["attention_mask"]))
+            with autocast(acc.device):
+                r = reward_from_hidden(rm, last_hidden_state(rm, b["input_ids"], b["attention_mask"]))
             n = r.shape[0] // 2
             correct[0] += (r[:n] > r[n:]).sum()
             correct[1] += n
@@ -253,7 +256,8 @@ class RewardTrainer:
                     vbatch = self._view_batch([views[i] for i in view_order[vbase : vbase + vb]])
                 ctx = acc.no_sync(module) if a < A - 1 else _nullcontext()
                 with ctx:
-                    loss, logs = module(batch, vbatch)
+                    with autocast(acc.device):
+                        loss, logs = module(batch, vbatch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"reward training: non-finite loss {loss.item()} at step {step}")
                     acc.backward(loss / A)

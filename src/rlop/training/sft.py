@@ -19,6 +19,7 @@ import torch
 from rlop.config import to_dict
 from rlop.data import format_prompt, load_instructions
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+from rlop.models.precision import resolve as resolve_precision
 from rlop.utils import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
             report_to=[],
             seed=cfg.seed,
             use_cpu=not torch.cuda.is_available(),
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+            bf16=resolve_precision() == "bf16",
             dataloader_num_workers=0,
             disable_tqdm=False,
         )
