@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float)
     ap.add_argument("--epochs", type=float)
     ap.add_argument("--eval-holdout", type=int)
+    ap.add_argument("--keep", type=Path, help="save the trained reward model here instead of discarding it")
     args = ap.parse_args()
     prefs = args.prefs or str(args.run / "collect" / "preferences.jsonl")
     samples = args.samples or str(args.run / "samples" / "samples.jsonl")
@@ -44,10 +45,11 @@ def main() -> None:
             overrides[k] = getattr(args, k)
     cfg = build_config(RewardConfig, "cpu", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
+        where = args.keep or Path(tmp) / "rm"
         t = time.time()
-        result = run_reward(cfg, Path(tmp) / "rm")
+        result = run_reward(cfg, where)
         seconds = time.time() - t
-        reward = RewardModelReward(Path(tmp) / "rm")
+        reward = RewardModelReward(where)
         _, held_out = split_holdout(load_preferences(prefs), cfg.eval_holdout, cfg.seed)
         gold_held = gold_pairs_from_preferences(held_out)
         on_policy = gold_pairs_from_samples(samples)

@@ -1,9 +1,10 @@
 """Batched sampling used by every stage (PPO rollouts, best-of-n, ``rlop sample``, evaluation).
 
 Prompts are left-padded, positions come from the attention mask, and every row draws its
-random numbers from its own generator seeded by the caller. A row's output therefore
-depends only on its prompt and its seed, not on the batch it shares or the batch size,
-which also makes resumed runs repeat exactly. Generation stops at EOS (the rest of the row
+random numbers from its own generator seeded by the caller. In float32 a row's output
+therefore depends only on its prompt and its seed, not on the batch it shares or the batch
+size; under bf16 autocast (``rlop.models.precision``) the padded batch shape can change the
+rounding, so only the same batches repeat exactly. Either way resumed runs repeat exactly. Generation stops at EOS (the rest of the row
 is padding and ``response_mask`` is 0 there).
 
 The backend is pluggable: :class:`HFBackend` runs any transformers causal LM; a faster

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from rlop.config import build_config
+from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.utils import atomic_dir, atomic_write_text
 
 ALL_METHODS = ("sft", "bon", "ppo", "rlp-uml", "rlp-spg")
@@ -65,7 +66,7 @@ class Pipeline:
         if unknown:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(ALL_METHODS)} or all")
         self.keys: dict[str, str] = {}
-        self.t0 = time.time()
+        self.progress = RunProgress({}, log)
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
@@ -79,10 +80,9 @@ class Pipeline:
         self.keys[name] = key
         d = self.stage_dir(name)
         if self.done(name, key):
-            self.log(f"[{self._elapsed()}] {name}: cached", flush=True)
+            self.progress.cached(name)
             return d
-        self.log(f"[{self._elapsed()}] {name}: running (stages done so far: {len(self.keys) - 1})", flush=True)
-        t = time.time()
+        t = self.progress.start(name)
         if atomic:
             with atomic_dir(d) as tmp:
                 fn(tmp)
@@ -96,11 +96,8 @@ class Pipeline:
             marker.write_text(key)
             fn(d)
             atomic_write_text(d / "stage.json", json.dumps({"key": key, "seconds": time.time() - t}))
+        self.progress.finish(name, t)
         return d
-
-    def _elapsed(self) -> str:
-        s = int(time.time() - self.t0)
-        return f"{s // 60:02d}:{s % 60:02d}"
 
     def force(self, stage: str) -> None:
         if stage not in ORDER:
@@ -126,6 +123,7 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
+        self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
         sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d)) 
 
         from rlop.sandbox.collect import collect
@@ -204,10 +202,31 @@ class Pipeline:
         from rlop.evaluation.report import write_report
 
         write_report(self.out)
-        self.log(f"[{self._elapsed()}] done: report at {self.out / 'report.md'}", flush=True)
+        self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
         return results
 
     # ------------------------------------------------------------------ helpers
+    def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
+        """Stages this run will go through, in order, with their estimated seconds."""
+        c, u = self.cfg, SECONDS_PER_UNIT
+        ppo = u["ppo"] * ppo_cfg.steps * ppo_cfg.rollout_batch_size * c.max_new_tokens
+        rm = u["rm"] * c.preference_prompts * rm_cfg.epochs
+        samples = c.unlabeled_prompts * c.samples_per_prompt
+        est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs, "collect": u["collect"] * c.preference_prompts * 2 * c.max_new_tokens,
+               "rm": rm, "ppo": ppo}
+        if {"rlp-spg", "rlp-uml"} & set(self.methods):
+            est["samples"] = u["samples"] * samples * c.max_new_tokens
+        if "rlp-spg" in self.methods:
+            est.update({"spg": u["spg"] * samples, "rm-spg": rm * 1.1, "ppo-spg": ppo})
+        if "rlp-uml" in self.methods:
+            est.update({"rm-uml": rm * 1.8, "ppo-uml": ppo})
+        for m in self.methods:
+            if m != "bon":
+                est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.max_new_tokens
+        if "bon" in self.methods:
+            est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.max_new_tokens
+        return est
+
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
         from rlop.models.generation import SamplingConfig
         from rlop.rlp.samples import sample_responses

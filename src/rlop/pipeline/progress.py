@@ -1,0 +1,72 @@
+"""The run-level progress view of ``rlop run``: which stage, how far, and when it ends.
+
+Each stage gets an estimate before the run starts: its amount of work (examples, generated
+tokens, PPO rollouts, ...) times seconds per unit measured on the reference machine (the
+``cpu`` preset on 2 CPU cores, ``benchmarks``-free: the numbers come from a default run's
+``stage.json`` timings). As stages finish, the estimates are rescaled by how fast this
+machine actually was, so the run's ETA corrects itself after the first stage. Cached stages
+cost nothing. Inside a stage its own tqdm bar shows step-level progress and ETA.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Seconds per unit of work on 2 CPU cores with bf16 autocast, from a default run's stage timings.
+SECONDS_PER_UNIT = {
+    "sft": 0.30,  # per demonstration and epoch
+    "collect": 0.0068,  # per generated token budget (prompts x 2 x max_new_tokens)
+    "rm": 0.45,  # per preference pair and epoch (x 1.8 with view pairs)
+    "ppo": 0.0225,  # per rollout token budget (steps x rollouts x response_len)
+    "samples": 0.0030,  # per sampled token budget
+    "spg": 0.09,  # per sampled response (clustering with the judge)
+    "bon": 0.0035,  # per sampled token budget (prompts x n x max_new_tokens)
+    "outputs": 0.0035,  # per token budget of the evaluation outputs
+}
+
+
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+@dataclass
+class RunProgress:
+    """Prints one line when a stage starts and one when it ends, with the run's ETA."""
+
+    estimates: dict[str, float]  # stage -> estimated seconds, in run order
+    log: Callable[..., None] = print
+    t0: float = field(default_factory=time.time)
+    _done: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (estimate, actual) when it ran
+    _finished: set[str] = field(default_factory=set)
+
+    def _scale(self) -> float:
+        est = sum(e for e, _ in self._done.values())
+        act = sum(a for _, a in self._done.values())
+        return act / est if est > 0 and act > 0 else 1.0
+
+    def remaining(self) -> float:
+        return self._scale() * sum(e for s, e in self.estimates.items() if s not in self._finished)
+
+    def _prefix(self, name: str) -> str:
+        k = list(self.estimates).index(name) + 1 if name in self.estimates else len(self._finished) + 1
+        return f"[{fmt_seconds(time.time() - self.t0)}] stage {k}/{len(self.estimates)} {name}"
+
+    def start(self, name: str) -> float:
+        est = self._scale() * self.estimates.get(name, 0.0)
+        self.log(f"{self._prefix(name)}: running, about {fmt_seconds(est)} · run ETA {fmt_seconds(self.remaining())}", flush=True)
+        return time.time()
+
+    def cached(self, name: str) -> None:
+        self._finished.add(name)
+        self.log(f"{self._prefix(name)}: cached", flush=True)
+
+    def finish(self, name: str, started: float) -> None:
+        took = time.time() - started
+        if self.estimates.get(name, 0.0) > 0:
+            self._done[name] = (self.estimates[name], took)
+        self._finished.add(name)
+        self.log(f"{self._prefix(name)}: done in {fmt_seconds(took)} · run ETA {fmt_seconds(self.remaining())}", flush=True)
