@@ -6,6 +6,8 @@ with the cpu preset's shape: 16 rollouts per step, one mini-batch of 16, one PPO
 48 new tokens, temperature 1.0. TRL 1.12 (the last TRL with PPO, under trl.experimental.ppo)
 is installed by this script into its own virtual environment (benchmarks/.venv-trl).
 Each framework runs in its own process; the first step is a warm-up and not timed.
+rlop runs twice: in float32 (the like-for-like comparison with TRL, which runs float32 on
+CPU) and, where the hardware runs bf16 natively, with bf16 autocast (its ``auto`` default).
 
     python benchmarks/ppo_speed.py [--steps 4]
 """
@@ -106,18 +108,26 @@ def main() -> None:
     Path(str(prompts) + ".examples").write_text(json.dumps([{"instruction": e.instruction, "input": e.input} for e in exs]))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     results = {}
-    for name, py, code in (("rlop", sys.executable, RLOP_CHILD), ("trl-1.12", str(ensure_trl_venv()), TRL_CHILD)):
+    from rlop.models.precision import native_bf16
+
+    runs = [("rlop", sys.executable, RLOP_CHILD, "fp32"), ("trl-1.12", str(ensure_trl_venv()), TRL_CHILD, "fp32")]
+    if native_bf16("cpu"):
+        runs.append(("rlop-bf16", sys.executable, RLOP_CHILD, "bf16"))
+    for name, py, code, precision in runs:
         out = work / f"{name}.json"
-        subprocess.run([py, "-c", code, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(BATCH), str(RESP), str(out)], check=True, env=env)
+        subprocess.run([py, "-c", code, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(BATCH), str(RESP), str(out)],
+                       check=True, env={**env, "RLOP_PRECISION": precision})
         results[name] = json.loads(out.read_text())
     print(f"PPO on SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), {BATCH} rollouts/step, {RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
-    print("| framework | s/step (mean of timed steps) | peak RSS (MB) |\n|---|---|---|")
+    print("| framework (precision) | s/step (mean of timed steps) | peak RSS (MB) |\n|---|---|---|")
     row = {}
     for name, r in results.items():
         timed = r["step_seconds"][1:] or r["step_seconds"]
         row[name] = (sum(timed) / len(timed), r["peak_rss_mb"])
         print(f"| {name} | {row[name][0]:.1f} | {row[name][1]:.0f} |")
     print(f"ratio rlop / TRL: time {row['rlop'][0] / row['trl-1.12'][0]:.2f}x, peak memory {row['rlop'][1] / row['trl-1.12'][1]:.2f}x")
+    if "rlop-bf16" in row:
+        print(f"ratio rlop bf16 / rlop fp32: time {row['rlop-bf16'][0] / row['rlop'][0]:.2f}x, peak memory {row['rlop-bf16'][1] / row['rlop'][1]:.2f}x")
 
 
 if __name__ == "__main__":

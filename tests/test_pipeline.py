@@ -15,6 +15,16 @@ def test_win_rate_ties_half_and_drops_unparseable():
     assert r["per_subset"]["a"]["win_rate"] == 0.5 and r["per_subset"]["b"]["n"] == 1
 
 
+def test_win_rate_averages_samples_within_an_instruction():
+    exs = [InstructionExample("q1", "", "ref"), InstructionExample("q2", "", "ref")]
+    verdict = {"win": 2, "loss": 1, "junk": None}
+    r = win_rate(lambda ex, a, b: verdict[b], exs, [["win", "loss", "win", "win"], ["loss", "junk"]])
+    # q1 scores 3/4, q2 scores 0 (its unparseable sample dropped): the unit is the instruction
+    assert r["n"] == 2 and r["dropped"] == 1
+    assert r["win_rate"] == pytest.approx((0.75 + 0.0) / 2)
+    assert r["mean_length"] == pytest.approx((3 + 4 + 3 + 3 + 4 + 4) / 6)
+
+
 def test_bootstrap_ci_brackets_mean():
     vals = [1.0] * 60 + [0.0] * 40
     lo, hi = bootstrap_ci(vals)

@@ -68,6 +68,10 @@ def write_report(run: str | Path) -> Path:
     methods, diag = res["methods"], res.get("diagnostics", {})
     plots = _plots(run, methods)
     parts = ["# rlop run report", "", f"Run directory: `{run}`", "", "## Win-rate against the sandbox reference outputs (gold annotator)", "", table(methods), ""]
+    k = res.get("eval_samples", 1)
+    parts += [f"n counts instructions; each has {k} sampled output{'s' if k > 1 else ''} (temperature 0.7, top-p 0.9)"
+              + (", and its score is their mean" if k > 1 else "") + ". Intervals: percentile bootstrap over instructions."
+              + (f" Compute precision: {res['precision']}." if "precision" in res else ""), ""]
     parts += ["Per-kind win-rate:", ""]
     for m, r in methods.items():
         parts.append(f"- {m}: " + ", ".join(f"{k} {v['win_rate'] * 100:.1f}% (n={v['n']})" for k, v in r["per_subset"].items()))

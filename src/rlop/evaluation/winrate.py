@@ -3,6 +3,8 @@
 For each instruction the annotator compares the reference (output_1) with the model output
 (output_2): 2 means the model wins (1.0), 1 a loss (0.0), 0 a tie (0.5; only identical
 outputs tie); unparseable verdicts (None) are dropped from the count, as AlpacaFarm does.
+An instruction may have several sampled outputs: its score is their mean, which removes
+most of the sampling noise from a comparison of methods on the same instructions.
 Intervals are percentile bootstrap 95% over instructions (seeded).
 """
 
@@ -26,19 +28,24 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alp
 def win_rate(
     prefer: Callable[[InstructionExample, str, str], int | None],
     examples: Sequence[InstructionExample],
-    outputs: Sequence[str],
+    outputs: Sequence[str] | Sequence[Sequence[str]],
     subset_key: str = "dataset",
     seed: int = 0,
 ) -> dict[str, Any]:
+    """``outputs[i]`` is the output for ``examples[i]``, or a list of sampled outputs for it."""
     scores: list[float] = []
     subsets: dict[str, list[float]] = {}
     dropped = 0
-    for ex, out in zip(examples, outputs):
-        v = prefer(ex, ex.output or "", out)
-        if v is None:
-            dropped += 1
+    lengths: list[int] = []
+    for ex, outs in zip(examples, outputs):
+        outs = [outs] if isinstance(outs, str) else list(outs)
+        lengths += [len(o) for o in outs]
+        verdicts = [prefer(ex, ex.output or "", o) for o in outs]
+        kept = [{2: 1.0, 1: 0.0, 0: 0.5}[v] for v in verdicts if v is not None]
+        dropped += len(verdicts) - len(kept)
+        if not kept:
             continue
-        s = {2: 1.0, 1: 0.0, 0: 0.5}[v]
+        s = sum(kept) / len(kept)
         scores.append(s)
         subsets.setdefault(str(ex.meta.get(subset_key, "all")), []).append(s)
     lo, hi = bootstrap_ci(scores, seed=seed)
@@ -48,7 +55,7 @@ def win_rate(
         "ci_high": hi,
         "n": len(scores),
         "dropped": dropped,
-        "mean_length": sum(len(o) for o in outputs) / max(len(outputs), 1),
+        "mean_length": sum(lengths) / max(len(lengths), 1),
         "per_subset": {k: {"win_rate": sum(v) / len(v), "n": len(v)} for k, v in sorted(subsets.items())},
     }
 
@@ -59,7 +66,9 @@ def gold_prefer(ex: InstructionExample, reference: str, output: str) -> int:
     return GoldAnnotator().prefer(ex.meta["spec"], reference, output)
 
 
-def gold_success_rate(examples: Sequence[InstructionExample], outputs: Sequence[str]) -> float:
+def gold_success_rate(examples: Sequence[InstructionExample], outputs: Sequence[str] | Sequence[Sequence[str]]) -> float:
+    """Share of outputs that solve their task (all samples of all instructions)."""
     from rlop.sandbox.gold import gold_success
 
-    return sum(gold_success(e.meta["spec"], o) for e, o in zip(examples, outputs)) / max(len(outputs), 1)
+    hits = [gold_success(e.meta["spec"], o) for e, outs in zip(examples, outputs) for o in ([outs] if isinstance(outs, str) else outs)]
+    return sum(hits) / max(len(hits), 1)

@@ -40,6 +40,7 @@ class RunConfig:
     unlabeled_prompts: int = 64
     samples_per_prompt: int = 10
     eval_prompts: int = 200
+    eval_samples: int = 2
     max_new_tokens: int = 48
     judge: str = "embedding"
     gamma: float = 0.5
@@ -198,7 +199,8 @@ class Pipeline:
             r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex)
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision()}, indent=2))
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision(),
+                                                                   "eval_samples": c.eval_samples}, indent=2))
         from rlop.evaluation.report import write_report
 
         write_report(self.out)
@@ -222,9 +224,9 @@ class Pipeline:
             est.update({"rm-uml": rm * 1.8, "ppo-uml": ppo})
         for m in self.methods:
             if m != "bon":
-                est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.max_new_tokens
+                est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.eval_samples * c.max_new_tokens
         if "bon" in self.methods:
-            est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.max_new_tokens
+            est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.eval_samples * c.max_new_tokens
         return est
 
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
@@ -233,27 +235,31 @@ class Pipeline:
         from rlop.utils import read_jsonl_plain, write_jsonl
 
         name = f"outputs-{method}"
-        key = _key(name, self.keys.get(method if method == "sft" else {"ppo": "ppo", "rlp-spg": "ppo-spg", "rlp-uml": "ppo-uml"}[method]), len(eval_ex))
+        key = _key(name, self.keys.get(method if method == "sft" else {"ppo": "ppo", "rlp-spg": "ppo-spg", "rlp-uml": "ppo-uml"}[method]), len(eval_ex),
+                   self.cfg.eval_samples)
 
         def do(d: Path) -> None:
-            sets = sample_responses(str(policy), eval_ex, 1, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32), self.cfg.seed + 1, desc=f"eval {method}")
-            write_jsonl(d / "outputs.jsonl", [{"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[0]} for s in sets])
+            sets = sample_responses(str(policy), eval_ex, self.cfg.eval_samples, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32),
+                                    self.cfg.seed + 1, desc=f"eval {method}")
+            write_jsonl(d / "outputs.jsonl", [{"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[0],
+                                               "outputs": s.responses} for s in sets])
 
         d = self.run_stage(name, key, do)
-        return [r["output"] for r in read_jsonl_plain(d / "outputs.jsonl")]
+        return [r["outputs"] for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
         from rlop.rewards import RewardModelReward
         from rlop.training.best_of_n import BestOfNConfig, best_of_n
         from rlop.utils import read_jsonl_plain, write_jsonl
 
-        bcfg = BestOfNConfig(policy=str(sft), reward=str(rm), n=self.cfg.bon_n, temperature=0.7, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
+        bcfg = BestOfNConfig(policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples, temperature=0.7,
+                             max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
 
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
 
         d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex)), do)
-        return [r["output"] for r in read_jsonl_plain(d / "outputs.jsonl")]
+        return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
         """On-distribution RM accuracy: gold-labelled pairs of the PPO policy's samples."""

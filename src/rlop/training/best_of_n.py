@@ -22,6 +22,7 @@ class BestOfNConfig:
     prompts_file: str = "sandbox:eval"
     max_prompts: int = 0
     n: int = 16
+    draws: int = field(default=1, metadata={"help": "independent best-of-n picks per instruction (several for a less noisy evaluation)"})
     temperature: float = 1.0
     top_p: float = 0.9
     max_new_tokens: int = 300
@@ -38,13 +39,19 @@ def best_of_n(cfg: BestOfNConfig, reward: Reward | None = None, examples=None) -
     examples = examples if examples is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
     reward = reward or load_reward(cfg.reward)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, 0, True, cfg.batch_size)
-    sets = sample_responses(cfg.policy, examples, cfg.n, sampling, cfg.seed, desc="best-of-n")
+    sets = sample_responses(cfg.policy, examples, cfg.n * cfg.draws, sampling, cfg.seed, desc="best-of-n")
     rows = []
     for s in sets:
         scores = reward([s.example] * len(s.responses), s.responses)
-        k = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        rows.append({"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[k],
-                     "reward": scores[k], "n": cfg.n, **s.example.meta})
+        picks = []
+        for d in range(cfg.draws):  # draw d picks the best of its own n samples
+            group = range(d * cfg.n, (d + 1) * cfg.n)
+            k = max(group, key=lambda i: (scores[i], -i))
+            picks.append((s.responses[k], scores[k]))
+        row = {"instruction": s.example.instruction, "input": s.example.input, "output": picks[0][0], "reward": picks[0][1], "n": cfg.n}
+        if cfg.draws > 1:
+            row["outputs"] = [t for t, _ in picks]
+        rows.append({**row, **s.example.meta})
     return rows
 
 

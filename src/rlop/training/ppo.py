@@ -49,6 +49,7 @@ class PPOConfig:
     policy: str = field(default=DEFAULT_MODEL, metadata={"help": "SFT model (initial policy and reference)"})
     reward: str = field(default="", metadata={"help": "reward model dir, 'gold', or python:module:function"})
     value_model: str = field(default="", metadata={"help": "init for the value model (default: the reward model dir, else the policy)"})
+    value_head: str = field(default="zero", metadata={"help": "zero (AlpacaFarm) | reward: keep the reward model's head (TRL)"})
     prompts_file: str = "sandbox:unlabeled"
     max_prompts: int = 0
     query_len: int = 192
@@ -171,7 +172,9 @@ class PPOTrainer:
         else:
             self.ref = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code).to(acc.device).eval().requires_grad_(False)
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
-        value = load_reward_model(vinit, zero_head=True, trust_remote_code=cfg.trust_remote_code)
+        if cfg.value_head not in ("zero", "reward"):
+            raise ValueError(f"value_head must be zero or reward, not {cfg.value_head!r}")
+        value = load_reward_model(vinit, zero_head=cfg.value_head == "zero", trust_remote_code=cfg.trust_remote_code)
         params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
