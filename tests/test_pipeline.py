@@ -40,6 +40,9 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg"):
         assert f"| {m} |" in report
     assert (tmp_path / "run" / "winrate.png").exists()
+    assert "2 sampled outputs" in report  # tiny preset: eval_samples = 2
+    for ppo in ("ppo", "ppo-spg", "ppo-uml"):  # finished PPO stages keep the policy, not the resume checkpoints
+        assert (tmp_path / "run" / ppo / "policy" / "config.json").exists() and not (tmp_path / "run" / ppo / "checkpoints").exists()
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ class RunConfig:
     methods: str = ",".join(DEFAULT_METHODS)
     seed: int = 0
     sandbox_sft: int = 384
-    preference_prompts: int = 256
+    preference_prompts: int = 1000
     unlabeled_prompts: int = 64
     samples_per_prompt: int = 10
     eval_prompts: int = 200
@@ -138,7 +138,11 @@ class Pipeline:
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
             pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens)
-            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), lambda d: run_ppo(pcfg, d, resume=True, gold=GoldReward()), atomic=False)
+            def do(d: Path) -> None:
+                run_ppo(pcfg, d, resume=True, gold=GoldReward())
+                shutil.rmtree(d / "checkpoints", ignore_errors=True)  # only needed to resume; gigabytes each
+
+            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), do, atomic=False)
 
         policies: dict[str, Path] = {"sft": sft}
         ppo = ppo_stage("ppo", rm, "rm")

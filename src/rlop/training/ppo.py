@@ -92,8 +92,11 @@ class PPOConfig:
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", query_len=96, response_len=12, steps=6, rollout_batch_size=32, step_batch_size=16, micro_batch_size=16,
                      learning_rate=3e-3, warmup_steps=0, save_steps=2, max_prompts=64, kl_coef=0.01),
-        "cpu": dict(query_len=128, response_len=48, steps=14, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
-                    noptepochs=1, learning_rate=2e-5, warmup_steps=2, save_steps=4, max_prompts=512, generation_batch_size=16),
+        # 30 steps x 16 rollouts on 2 cores: a 135M reward model's scores vary mostly between prompts, so the
+        # value model starts from the reward head (TRL's convention) and rewards are not whitened (TRL's default)
+        "cpu": dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
+                    noptepochs=1, learning_rate=2e-5, warmup_steps=2, save_steps=5, max_prompts=512, generation_batch_size=16,
+                    kl_coef=0.05, value_head="reward", whiten_rewards=False),
     }
 
 
