@@ -2,8 +2,8 @@
 
 Each stage gets an estimate before the run starts: its amount of work (examples, generated
 tokens, PPO rollouts, ...) times seconds per unit measured on the reference machine (the
-``cpu`` preset on 2 CPU cores, ``benchmarks``-free: the numbers come from a default run's
-``stage.json`` timings). As stages finish, the estimates are rescaled by how fast this
+``cpu`` preset on 2 CPU cores: the numbers come from a default run's ``stage.json``
+timings). As stages finish, the estimates are rescaled by how fast this
 machine actually was, so the run's ETA corrects itself after the first stage. Cached stages
 cost nothing. Inside a stage its own tqdm bar shows step-level progress and ETA.
 """
@@ -14,16 +14,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-# Seconds per unit of work on 2 CPU cores with bf16 autocast, from a default run's stage timings.
+# Seconds per unit of work on 2 CPU cores with bf16 autocast, from the stage timings of the default
+# `rlop run` (README): stage seconds / units.
 SECONDS_PER_UNIT = {
-    "sft": 0.30,  # per demonstration and epoch
-    "collect": 0.0068,  # per generated token budget (prompts x 2 x max_new_tokens)
-    "rm": 0.45,  # per preference pair and epoch (x 1.8 with view pairs)
-    "ppo": 0.0225,  # per rollout token budget (steps x rollouts x response_len)
-    "samples": 0.0030,  # per sampled token budget
-    "spg": 0.09,  # per sampled response (clustering with the judge)
-    "bon": 0.0035,  # per sampled token budget (prompts x n x max_new_tokens)
-    "outputs": 0.0035,  # per token budget of the evaluation outputs
+    "sft": 0.35,  # per demonstration and epoch
+    "collect": 0.0032,  # per generated token budget (prompts x 2 x max_new_tokens)
+    "rm": 0.32,  # per preference prompt and epoch (x 1.8 with view pairs)
+    "ppo": 0.0192,  # per rollout token budget (steps x rollouts x response_len)
+    "samples": 0.0024,  # per sampled token budget
+    "spg": 0.052,  # per sampled response (clustering with the judge)
+    "bon": 0.0044,  # per sampled token budget (prompts x n x draws x max_new_tokens)
+    "outputs": 0.0040,  # per token budget of the evaluation outputs
 }
 
 
