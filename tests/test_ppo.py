@@ -83,3 +83,21 @@ def test_best_of_n_picks_highest_reward(tiny_sft):
     sets = sample_responses(str(tiny_sft), ex, 4, SamplingConfig(12, 1.0, 0.9, 0, True, 32), cfg.seed)
     for row, s in zip(rows, sets):
         assert row["reward"] == pytest.approx(max(reward([s.example] * 4, s.responses)))
+
+
+@pytest.mark.parametrize("value_head", ["zero", "reward"])
+def test_value_model_head_zero_or_from_the_reward_model(tiny_sft, tiny_tok, tmp_path, value_head):
+    import torch
+
+    from rlop.models.loading import load_reward_model, score_head
+
+    rm = load_reward_model("tiny")
+    with torch.no_grad():
+        score_head(rm).weight.normal_()
+    rm.save_pretrained(tmp_path / "rm")
+    tiny_tok.save_pretrained(tmp_path / "rm")
+    cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "reward": str(tmp_path / "rm"), "value_head": value_head})
+    tr = PPOTrainer(cfg, out=tmp_path / "ppo")
+    head = score_head(tr.accelerator.unwrap_model(tr.value)).weight
+    expected = score_head(rm).weight if value_head == "reward" else torch.zeros_like(head)
+    assert torch.equal(head.detach().cpu(), expected.detach())

@@ -177,7 +177,8 @@ class PPOTrainer:
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
         if cfg.value_head not in ("zero", "reward"):
             raise ValueError(f"value_head must be zero or reward, not {cfg.value_head!r}")
-        value = load_reward_model(vinit, zero_head=cfg.value_head == "zero", trust_remote_code=cfg.trust_remote_code)
+        keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
+        value = load_reward_model(vinit, zero_head=not keep_head, trust_remote_code=cfg.trust_remote_code)
         params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
