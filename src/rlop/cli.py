@@ -1,126 +1,213 @@
-"""The ``rlop`` command line: thin wrappers over the library API.
+"""The ``rlop`` command line: one table of commands over the library's ``run_x(cfg, out)``.
 
-Every stage command takes ``--preset tiny|cpu``, ``--config FILE`` (YAML) and ``--out DIR``,
-plus one flag per config field (``--learning-rate 1e-5``). Bad input data exits with code 2
-and a message naming file, line and field, before any training starts.
+Every stage command takes ``--preset``, ``--config FILE.yaml``, ``--out DIR`` (refused when it
+holds files rlop did not write, unless ``--overwrite``; locked while in use) and one flag per
+field of its config dataclass. Values resolve as defaults < preset < YAML < flags, and are
+validated before any model loads. Anything a user can get wrong ends with
+``rlop: error: ...`` and exit code 2; a traceback means a bug in rlop.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from rlop.config import ConfigError, add_config_args, build_config, overrides_from_args
-from rlop.data.io import DataError
-
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+from rlop.errors import UserError
 
 
-def command(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None]):
-    """Register ``fn`` as ``rlop NAME``; ``setup`` adds its arguments to the subparser."""
-
-    def deco(fn):
-        COMMANDS[name] = (help, setup, fn)
-        return fn
-
-    return deco
+@dataclass(frozen=True)
+class Command:
+    help: str
+    config: str = ""  # module:Class of its config dataclass ("" for none)
+    section: str = ""  # YAML section and output kind
+    out: str = "required"  # required | optional | none
 
 
-def stage_setup(target: str) -> Callable[[argparse.ArgumentParser], None]:
-    """Arguments of a stage whose options are exactly its config dataclass (``module:Class``)."""
-
-    def setup(p: argparse.ArgumentParser) -> None:
-        import importlib
-
-        module, _, cls = target.partition(":")
-        _stage_args(p, getattr(importlib.import_module(module), cls))
-
-    return setup
+def _cls(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def _stage_args(p: argparse.ArgumentParser, cfg_cls, out_required: bool = True) -> None:
-    p.add_argument("--preset", choices=sorted(getattr(cfg_cls, "PRESETS", {})), help="named settings (tiny: seconds, for tests; cpu: SmolLM2-135M on 2 cores)")
-    p.add_argument("--config", help="YAML file with options (top level or under the stage's section)")
-    p.add_argument("--out", required=out_required, help="output directory (written atomically)")
-    add_config_args(p, cfg_cls)
+COMMANDS: dict[str, Command] = {
+    "sft": Command("step 0: supervised fine-tuning on demonstrations (TRL SFTTrainer)", "rlop.training.sft:SFTConfig", "sft"),
+    "collect": Command("step 1: two policy responses per instruction, labelled by a simulated annotator", "rlop.sandbox.collect:CollectConfig", "collect"),
+    "reward": Command("steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", "rlop.training.reward:RewardConfig", "reward"),
+    "ppo": Command("steps 3 and 5: PPO from the SFT policy against a reward", "rlop.training.ppo:PPOConfig", "ppo"),
+    "sample": Command("n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", "rlop.rlp.samples:SampleConfig", "sample"),
+    "spg": Command("step 4 (RLP-SPG): synthetic preferences from clustered policy samples", "rlop.rlp.spg:SPGConfig", "spg"),
+    "bon": Command("best-of-n baseline: sample n, keep the highest-reward response", "rlop.training.best_of_n:BestOfNConfig", "bon"),
+    "eval": Command("win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)",
+                    "rlop.evaluation.winrate:EvalConfig", "eval", out="optional"),
+    "run": Command("Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report",
+                   "rlop.pipeline.run:RunConfig", "run", out="optional"),
+    "report": Command("Markdown report with plots from a run directory", out="none"),
+    "sandbox": Command("the offline simulation world: export its splits as JSONL", "rlop.sandbox.world:SandboxConfig", "sandbox"),
+}
 
 
-def _cfg(args, cls, section: str):
-    return build_config(cls, args.preset, args.config, overrides_from_args(args), section=section)
+def _setup(name: str, p: argparse.ArgumentParser) -> None:
+    c = COMMANDS[name]
+    if name == "sandbox":
+        p.add_argument("action", choices=["export"], help="export: write every split as JSONL into --out")
+    if name == "report":
+        p.add_argument("run_dir", help="a folder written by rlop run")
+        return
+    cls = _cls(c.config)
+    skip: tuple[str, ...] = ()
+    if name == "run":
+        from rlop.pipeline.run import ORDER
+
+        p.add_argument("--preset", choices=sorted(cls.PRESETS), help="stage presets (default: cpu, SmolLM2-135M-Instruct on the sandbox)")
+        p.add_argument("--force", choices=ORDER, help="redo this stage and everything after it")
+        skip = ("preset",)
+    elif cls.PRESETS:
+        p.add_argument("--preset", choices=sorted(cls.PRESETS), help="named settings (tiny: seconds, for tests; cpu: SmolLM2-135M on 2 cores)")
+    p.add_argument("--config", help="YAML file with options (top level or under a section named after the command)")
+    if c.out != "none":
+        default = "runs/default" if name == "run" else None
+        p.add_argument("--out", required=c.out == "required", default=default,
+                       help="output folder: new, empty, or an earlier rlop output of this command" + (" (default: runs/default)" if default else ""))
+        p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out that rlop did not write (rlop still never "
+                       "deletes or replaces a file it did not write)")
+    if name == "ppo":
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    if name == "reward":
+        p.add_argument("--views", help="alias of --views-file")
+        p.add_argument("--lambda", dest="lambda_", type=float, help="alias of --rep-lambda")
+    add_config_args(p, cls, skip=skip)
 
 
-# ------------------------------------------------------------------ sft
-
-
-def _sft(args) -> int:
-    from rlop.training.sft import SFTConfig, run_sft
-
-    cfg = _cfg(args, SFTConfig, "sft")
-    run_sft(cfg, args.out)
-    print(f"SFT model saved to {args.out}")
-    return 0
-
-
-
-command("sft", "step 0: supervised fine-tuning on demonstrations (TRL SFTTrainer)", stage_setup("rlop.training.sft:SFTConfig"))(_sft)
-
-
-# ------------------------------------------------------------------ reward
-
-
-def _reward(args) -> int:
-    from rlop.training.reward import RewardConfig, run_reward
-
+def _config(name: str, args: argparse.Namespace):
+    c = COMMANDS[name]
     overrides = overrides_from_args(args)
-    if args.views:
-        overrides["views_file"] = args.views
-    if args.lambda_ is not None:
-        overrides["rep_lambda"] = args.lambda_
-    cfg = build_config(RewardConfig, args.preset, args.config, overrides, section="reward")
-    result = run_reward(cfg, args.out)
-    print(json.dumps(result, indent=2))
+    for alias, field in (("views", "views_file"), ("lambda_", "rep_lambda")):
+        value = getattr(args, alias, None)
+        if value is not None:
+            if field in overrides:
+                raise ConfigError(f"--{alias.rstrip('_')} and --{field.replace('_', '-')} are the same option; give one")
+            overrides[field] = value
+    return build_config(_cls(c.config), getattr(args, "preset", None), args.config, overrides, section=c.section)
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ------------------------------------------------------------------ what each command does (cfg is validated)
+
+
+def _do_sft(cfg, args) -> str:
+    from rlop.training.sft import run_sft
+
+    return f"SFT model saved to {run_sft(cfg, args.out)}"
+
+
+def _do_collect(cfg, args) -> str:
+    from rlop.sandbox.collect import run_collect
+
+    return f"preferences written to {run_collect(cfg, args.out)}"
+
+
+def _do_reward(cfg, args) -> str:
+    from rlop.training.reward import run_reward
+
+    return json.dumps(run_reward(cfg, args.out), indent=2)
+
+
+def _do_ppo(cfg, args) -> str:
+    from rlop.config import require
+    from rlop.training.ppo import run_ppo
+
+    require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
+    last = run_ppo(cfg, args.out, resume=args.resume)
+    return json.dumps(last, indent=2) + f"\npolicy saved to {Path(args.out) / 'policy'}"
+
+
+def _do_sample(cfg, args) -> str:
+    from rlop.rlp.samples import run_sample
+
+    return f"{cfg.n} samples per instruction written to {run_sample(cfg, args.out)}"
+
+
+def _do_spg(cfg, args) -> str:
+    from rlop.rlp.spg import run_spg
+
+    stats = run_spg(cfg, args.out)
+    return f"{stats['pairs']} synthetic pairs from {stats['instructions']} instructions (acceptance {stats['acceptance_rate']:.2f})"
+
+
+def _do_bon(cfg, args) -> str:
+    from rlop.config import require
+    from rlop.training.best_of_n import run_best_of_n
+
+    require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
+    return f"best-of-{cfg.n} outputs written to {run_best_of_n(cfg, args.out)}"
+
+
+def _do_eval(cfg, args) -> str:
+    from rlop.evaluation.winrate import run_eval
+
+    return json.dumps(run_eval(cfg, args.out), indent=2)
+
+
+def _do_run(cfg, args) -> str:
+    from rlop.evaluation.report import table
+    from rlop.pipeline.run import run_pipeline
+
+    results = run_pipeline(args.preset, args.config, args.out, overrides_from_args(args), force=args.force, overwrite=args.overwrite)
+    return table(results)
+
+
+def _do_sandbox(cfg, args) -> str:
+    from rlop.sandbox.world import export
+
+    return f"sandbox splits written to {export(args.out, cfg)}"
+
+
+def _do_report(args) -> str:
+    from rlop import outputs
+    from rlop.evaluation.report import write_report
+
+    run = Path(args.run_dir)
+    marker = outputs.read_marker(run) if run.is_dir() else None
+    if marker is None or marker.get("kind") != "run" or not (run / "results.json").exists():
+        raise outputs.OutputError(f"{run}: not a finished rlop run folder (no results.json written by rlop run)")
+    with outputs.lock(run):
+        return f"report written to {write_report(run)}"
+
+
+ACTIONS: dict[str, Callable[..., str]] = {"sft": _do_sft, "collect": _do_collect, "reward": _do_reward, "ppo": _do_ppo, "sample": _do_sample,
+                                          "spg": _do_spg, "bon": _do_bon, "eval": _do_eval, "run": _do_run, "sandbox": _do_sandbox}
+
+
+def _execute(args: argparse.Namespace) -> int:
+    from rlop import outputs
+
+    name = args.command
+    if name == "report":
+        print(_do_report(args))
+        return 0
+    cfg = _config(name, args) if name != "run" else None
+    if name == "run":  # the pipeline builds and validates its own config (and every stage's) before claiming --out
+        from rlop.pipeline.run import RunConfig
+
+        build_config(RunConfig, args.preset or "cpu", args.config, overrides_from_args(args), section="run")
+        print(ACTIONS[name](cfg, args))
+        return 0
+    if getattr(args, "out", None):
+        with outputs.claim(args.out, COMMANDS[name].section, args.overwrite, main=_is_main()):
+            print(ACTIONS[name](cfg, args))
+    else:
+        print(ACTIONS[name](cfg, args))
     return 0
-
-
-def _reward_setup(p):
-    from rlop.training.reward import RewardConfig
-
-    _stage_args(p, RewardConfig)
-    p.add_argument("--views", help="policy samples JSONL for the representation loss (same as --views-file)")
-    p.add_argument("--lambda", dest="lambda_", type=float, help="weight of the representation loss (same as --rep-lambda)")
-
-
-command("reward", "steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", _reward_setup)(_reward)
-
-
-# ------------------------------------------------------------------ sandbox
-
-
-def _sandbox(args) -> int:
-    from rlop.sandbox.world import SandboxConfig, export
-
-    cfg = SandboxConfig(seed=args.seed, **{k: getattr(args, k) for k in ("sft", "preference", "unlabeled", "val", "eval") if getattr(args, k) is not None})
-    export(args.out, cfg)
-    print(f"sandbox splits written to {args.out}")
-    return 0
-
-
-def _sandbox_setup(p):
-    p.add_argument("action", choices=["export"])
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    for k in ("sft", "preference", "unlabeled", "val", "eval"):
-        p.add_argument(f"--{k}", type=int, help=f"number of {k} tasks")
-
-
-command("sandbox", "the offline simulation world: export its splits as JSONL", _sandbox_setup)(_sandbox)
-
-
-# ------------------------------------------------------------------ main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,20 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="rlop", description="RLHF with Reward Learning on Policy (RLP)")
     parser.add_argument("--version", action="version", version=f"rlop {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                         help="compute precision (default: $RLOP_PRECISION or auto = bf16 autocast where the CPU/GPU runs bf16 natively, else fp32)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help, setup, fn) in COMMANDS.items():
-        p = sub.add_parser(name, help=help, description=help, parents=[common])
-        setup(p)
-        p.set_defaults(func=fn)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, c in COMMANDS.items():
+        text = c.help.replace("%", "%%")
+        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        _setup(name, p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _load_optional_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -151,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             from rlop.models.precision import set_precision
 
             set_precision(args.precision)
-        return int(args.func(args) or 0)
-    except (DataError, ConfigError) as e:
+        return _execute(args)
+    except UserError as e:
         print(f"rlop: error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:
@@ -173,19 +259,5 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _load_optional_commands() -> None:
-    """Commands defined in other modules register themselves on import."""
-    import importlib
-
-    for mod in ("rlop.commands",):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-
-
 if __name__ == "__main__":
-    from rlop.cli import main as _main  # the registered commands live in the imported module
-
-    sys.exit(_main())
+    sys.exit(main())

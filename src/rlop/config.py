@@ -1,82 +1,217 @@
-"""Config plumbing shared by every stage (TRL-style dataclasses).
+"""Config plumbing shared by every stage (TRL-style dataclasses, validated on construction).
 
-Each stage owns a dataclass next to its code with a ``PRESETS`` mapping (``tiny`` for
-tests, ``cpu`` for SmolLM2-135M on 2 cores). Values are resolved in this order:
-dataclass defaults < preset < YAML file (``--config``) < command-line flags.
-A YAML file may hold the stage's keys at top level or under a section named after the
-stage (``sft:``, ``reward:``, ``ppo:`` ...), so one file can configure a whole ``rlop run``.
+Each stage owns a dataclass next to its code, derived from :class:`StageConfig`, with a
+``PRESETS`` mapping (``tiny`` for tests, ``cpu`` for SmolLM2-135M on 2 cores). Every field
+is declared with :func:`opt`: a help text, and where it applies a range (``ge``, ``gt``,
+``le``) and choices (a ``Literal`` type). Construction checks types, ranges, choices and the
+class's own cross-field rules (``check``), so a bad value stops a command before any model
+loads. Values resolve in this order: dataclass defaults < preset < YAML file (``--config``)
+top level < the stage's YAML section < command-line flags.
+
+A YAML file may hold a stage's keys at top level or under a section named after the stage
+(``sft:``, ``reward:``, ``ppo:`` ...), so one file can configure a whole ``rlop run``. Unknown
+keys, misspelled or scalar sections and options placed in the wrong section are errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import importlib
 import types
 import typing
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from rlop.errors import UserError
+
 T = TypeVar("T")
 
+# YAML section -> the config class it configures (module:Class, imported on demand)
+SECTIONS = {
+    "sft": "rlop.training.sft:SFTConfig",
+    "reward": "rlop.training.reward:RewardConfig",
+    "ppo": "rlop.training.ppo:PPOConfig",
+    "bon": "rlop.training.best_of_n:BestOfNConfig",
+    "spg": "rlop.rlp.spg:SPGConfig",
+    "sample": "rlop.rlp.samples:SampleConfig",
+    "collect": "rlop.sandbox.collect:CollectConfig",
+    "eval": "rlop.evaluation.annotators:EvalConfig",
+    "sandbox": "rlop.sandbox.world:SandboxConfig",
+    "run": "rlop.pipeline.run:RunConfig",
+}
 
-class ConfigError(ValueError):
-    pass
+
+class ConfigError(UserError, ValueError):
+    """A config value, file or flag combination that cannot work (exit code 2)."""
+
+
+def opt(default: Any, help: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> Any:
+    """A documented config field with an optional range."""
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+class StageConfig:
+    """Base of every stage config: validates fields on construction, then ``check()``."""
+
+    PRESETS: typing.ClassVar[dict] = {}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _validate(type(self), f, getattr(self, f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules; raise :class:`ConfigError`."""
+
+
+@lru_cache(maxsize=None)
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _field_type(cls, f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(cls)
-    tp = hints[f.name]
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    tp = _hints(cls)[f.name]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         tp = args[0] if len(args) == 1 else str
     return tp
 
 
-def _coerce(cls, name: str, value: Any, source: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if name not in fields:
-        close = [k for k in fields if k.startswith(name[:3])]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"{source}: unknown option '{name}' for {cls.__name__}{hint}")
-    if value is None:
-        return None
-    tp = _field_type(cls, fields[name])
-    try:
-        if tp is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if tp in (int, float, str):
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return tp(value)
-        if typing.get_origin(tp) is list:
-            if isinstance(value, str):
-                value = [v for v in value.split(",") if v]
-            (inner,) = typing.get_args(tp) or (str,)
-            return [inner(v) for v in value]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: option '{name}' expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
+def choices_of(cls, f: dataclasses.Field) -> tuple | None:
+    tp = _field_type(cls, f)
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
+def _validate(cls, f: dataclasses.Field, value: Any) -> Any:
+    """Type-check (coercing exact ints to float), then choices and range."""
+    tp, name, choices = _field_type(cls, f), f.name, choices_of(cls, f)
+    where = f"option {name} ({flag(name)})"
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    if tp in ok and not ok[tp](value):
+        raise ConfigError(f"{where}: expects {tp.__name__}, got {value!r}")
+    if tp is float:
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    meta = f.metadata or {}
+    if meta.get("ge") is not None and value < meta["ge"]:
+        raise ConfigError(f"{where}: must be >= {meta['ge']}, got {value!r}")
+    if meta.get("gt") is not None and value <= meta["gt"]:
+        raise ConfigError(f"{where}: must be > {meta['gt']}, got {value!r}")
+    if meta.get("le") is not None and value > meta["le"]:
+        raise ConfigError(f"{where}: must be <= {meta['le']}, got {value!r}")
     return value
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def _coerce(cls, name: str, value: Any, source: str) -> Any:
+    """Turn a YAML or command-line value into the field's type (strings are parsed)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise ConfigError(f"{source}: unknown option '{name}' for {cls.__name__}{_did_you_mean(name, fields)}")
+    if value is None:
+        return None
+    tp = _field_type(cls, fields[name])
+    if typing.get_origin(tp) is Literal:
+        return str(value) if isinstance(value, (int, float)) and str(value) in map(str, typing.get_args(tp)) else value
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: option '{name}' ({flag(name)}) expects {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    return value
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def section_class(section: str):
+    module, _, cls = SECTIONS[section].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a YAML config file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at top level")
+        raise ConfigError(f"{path}: expected a mapping of options at top level, got {type(data).__name__}")
     return data
+
+
+def yaml_values(cls, path: str | Path, section: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(top-level values for ``cls``, values of its section), after checking the whole file."""
+    data = read_yaml(path)
+    own = {f.name for f in dataclasses.fields(cls)}
+    all_fields: set[str] = set()
+    top: dict[str, Any] = {}
+    sec: dict[str, Any] = {}
+    for k, v in data.items():
+        k = str(k)
+        if k in SECTIONS:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{path}: section '{k}:' must be a mapping of options, got {type(v).__name__} {v!r}")
+            scls = cls if k == section else section_class(k)
+            for key in v:
+                _coerce(scls, str(key), v[key], f"{path}: section '{k}:'")
+            if k == section:
+                sec = {str(key): val for key, val in v.items()}
+        elif k in own:
+            top[k] = v
+        else:
+            if not all_fields:
+                all_fields = {f.name for s in SECTIONS for f in dataclasses.fields(section_class(s))}
+            if k not in all_fields:
+                raise ConfigError(f"{path}: unknown key '{k}'{_did_you_mean(k, set(SECTIONS) | all_fields)}; "
+                                  f"sections: {', '.join(SECTIONS)}")
+    return top, sec
 
 
 def build_config(
@@ -93,30 +228,37 @@ def build_config(
             raise ConfigError(f"unknown preset '{preset}' for {cls.__name__}; choose from {', '.join(presets)}")
         values.update(presets[preset])
     if config_file:
-        data = read_yaml(config_file)
-        if section and isinstance(data.get(section), dict):
-            data = data[section]
-        elif section:
-            known = {f.name for f in dataclasses.fields(cls)}
-            data = {k: v for k, v in data.items() if k in known}
-        for k, v in data.items():
-            values[k] = _coerce(cls, k, v, str(config_file))
+        top, sec = yaml_values(cls, config_file, section)
+        for part in (top, sec):
+            for k, v in part.items():
+                values[k] = _coerce(cls, k, v, str(config_file))
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k] = _coerce(cls, k, v, "command line")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except TypeError as e:  # a field the class lacks, from a caller's overrides
+        raise ConfigError(f"{cls.__name__}: {e}") from None
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--option-name`` per dataclass field (default: not given)."""
+    """One ``--option-name`` per dataclass field (default: not given, so presets and YAML apply)."""
     group = parser.add_argument_group(f"{cls.__name__} options")
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
         doc = (f.metadata or {}).get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        group.add_argument(flag, dest=f"cfg__{f.name}", default=None, metavar=f.name.upper(), help=f"{doc} (default: {default})")
+        default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        text = f"{doc} (default: {default!r})".replace("%", "%%")
+        kw: dict[str, Any] = {"dest": f"cfg__{f.name}", "default": None, "help": text}
+        choices = choices_of(cls, f)
+        if _field_type(cls, f) is bool:
+            kw.update(nargs="?", const="true", metavar="{true,false}")
+        elif choices is not None:
+            kw.update(choices=[str(c) for c in choices])
+        else:
+            kw.update(metavar=f.name.upper())
+        group.add_argument(flag(f.name), **kw)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,3 +267,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def require(cfg: Any, name: str, why: str) -> None:
+    """A field a command cannot run without (checked before any model loads)."""
+    if not getattr(cfg, name):
+        raise ConfigError(f"{flag(name)} is required: {why}")

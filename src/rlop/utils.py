@@ -34,7 +34,8 @@ def derive_seed(*parts: int) -> int:
 def atomic_dir(final: str | Path, main: bool = True) -> Iterator[Path]:
     """Write a directory under a temporary name and rename it into place only on success.
 
-    Every process of a distributed job gets the same temporary path; only ``main`` renames.
+    Only for folders that rlop owns (its model cache, PPO checkpoints and the policy inside a
+    claimed PPO output); a user's ``--out`` goes through :mod:`rlop.outputs`. Every process of a distributed job gets the same temporary path; only ``main`` renames.
     An interrupted run leaves no ``final`` directory, only a ``.NAME.partial`` that the next
     run replaces.
     """
@@ -66,6 +67,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the user's group
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -73,6 +75,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from rlop.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     def __init__(self, path: str | Path, line: int | str | None, field: str | None, message: str):
         self.path, self.line, self.field = str(path), line, field
         loc = f"line {line}" if isinstance(line, int) else line
@@ -61,10 +63,16 @@ def _records(path: str | Path) -> Iterator[tuple[int | str | None, Any]]:
     p = Path(path)
     if not p.exists():
         raise DataError(p, None, None, "file not found")
+    if p.is_dir():
+        raise DataError(p, None, None, "is a directory; give a JSONL or JSON file")
     try:
-        text = p.read_bytes().decode("utf-8")
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(p, None, None, f"cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise DataError(p, line, None, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -75,18 +83,23 @@ def _records(path: str | Path) -> Iterator[tuple[int | str | None, Any]]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(p, e.lineno, None, f"malformed JSON: {e.msg}") from None
+        except (ValueError, RecursionError) as e:  # over-long integer literal, nesting deeper than Python's stack
+            raise DataError(p, None, None, f"malformed JSON: {type(e).__name__}") from None
         if not isinstance(data, list):
             raise DataError(p, 1, None, "a .json file must hold a list of records")
         for i, rec in enumerate(data):
             yield f"record {i + 1}", rec
         return
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028 and friends
         if not line.strip():
             continue
         try:
-            yield n, json.loads(line)
+            rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(p, n, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise DataError(p, n, None, f"malformed JSON: {type(e).__name__}") from None
+        yield n, rec
 
 
 def _hub_records(name: str) -> Iterator[tuple[int | None, Any]]:
@@ -95,7 +108,11 @@ def _hub_records(name: str) -> Iterator[tuple[int | None, Any]]:
     repo, _, split = name.partition(":")
     parts = repo.split("/")
     config = parts[2] if len(parts) > 2 else None
-    ds = datasets.load_dataset("/".join(parts[:2]), config, split=split or "train")
+    try:
+        ds = datasets.load_dataset("/".join(parts[:2]), config, split=split or "train")
+    except Exception as e:  # datasets raises many types (hub, network, split, format); all are the user's to fix
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"hf:{name}", None, None, f"cannot load the dataset: {first}") from None
     for i, rec in enumerate(ds):
         yield i + 1, rec
 
@@ -119,14 +136,17 @@ def _check_record(path, line, rec) -> dict:
     return rec
 
 
-def load_instructions(path: str | Path, require_output: bool = False, limit: int | None = None) -> list[InstructionExample]:
+def load_instructions(path: str | Path, require_output: bool = False, limit: int | None = None,
+                      allow_empty_output: bool = False) -> list[InstructionExample]:
+    """Instruction records; ``allow_empty_output`` accepts ``"output": ""`` (a model output may be empty)."""
     out = []
     for line, rec in _records(path):
         rec = _check_record(path, line, rec)
         ex = InstructionExample(
             instruction=_str_field(path, line, rec, "instruction"),
             input=_str_field(path, line, rec, "input", required=False),
-            output=_str_field(path, line, rec, "output", required=require_output) if (require_output or "output" in rec) else None,
+            output=_str_field(path, line, rec, "output", required=require_output, allow_empty=allow_empty_output)
+            if (require_output or "output" in rec) else None,
             meta={k: v for k, v in rec.items() if k not in ("instruction", "input", "output")},
         )
         out.append(ex)
@@ -172,9 +192,3 @@ def load_preferences(path: str | Path, limit: int | None = None) -> list[Prefere
     return out
 
 
-def preference_to_record(ex: PreferenceExample, chosen_first: bool = True) -> dict[str, Any]:
-    """AlpacaFarm format."""
-    o1, o2 = (ex.chosen, ex.rejected) if chosen_first else (ex.rejected, ex.chosen)
-    rec = {"instruction": ex.instruction, "input": ex.input, "output_1": o1, "output_2": o2, "preference": 1 if chosen_first else 2}
-    rec.update(ex.meta)
-    return rec

@@ -14,16 +14,20 @@ verdict (dropped from the win-rate, as AlpacaFarm does).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
 import re
+import socket
+import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from rlop.data.io import InstructionExample
+from rlop.errors import UserError
 from rlop.utils import derive_seed
 
 PAIRWISE_PROMPT = """You are comparing two responses to the same instruction. Pick the response that follows the instruction better and is more helpful and correct.
@@ -48,10 +52,7 @@ class GoldJudge:
     def prefer(self, ex: InstructionExample, o1: str, o2: str) -> int | None:
         from rlop.sandbox.gold import GoldAnnotator
 
-        spec = ex.meta.get("spec")
-        if spec is None:
-            raise ValueError("the gold annotator needs sandbox tasks (a 'spec' field)")
-        return GoldAnnotator().prefer(spec, o1, o2)
+        return GoldAnnotator().prefer(ex.meta["spec"], o1, o2)
 
 
 class RewardJudge:
@@ -69,39 +70,128 @@ class RewardJudge:
         return 1 if a >= b else 2
 
 
+class AnnotatorError(UserError, RuntimeError):
+    """An annotator endpoint that cannot work as configured (exit code 2)."""
+
+
+HARD_STATUS = {400: "bad request", 401: "unauthorized: check RLOP_API_KEY", 403: "forbidden: check RLOP_API_KEY and its permissions",
+               404: "not found: check RLOP_API_BASE (it should end in /v1) and RLOP_API_MODEL", 405: "method not allowed: check RLOP_API_BASE",
+               422: "request rejected: check RLOP_API_MODEL"}
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class _Transient(Exception):
+    def __init__(self, what: str, wait: float | None = None):
+        super().__init__(what)
+        self.wait = wait
+
+
 class APIJudge:
+    """Pairwise verdicts from an OpenAI-compatible chat-completions endpoint.
+
+    A first request that fails hard (connection refused, unknown host, HTTP 400/401/403/404,
+    a reply that is not a chat completion) stops with :class:`AnnotatorError`: nothing would
+    work after it. Rate limits (429), server errors (5xx), timeouts and dropped connections
+    are retried with exponential backoff, honouring ``Retry-After``; each retry is reported
+    on stderr and counted in ``stats``. An item that still fails is dropped (no verdict), and
+    ``max_consecutive_failures`` dropped items in a row stop the command.
+    """
+
     name = "api"
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
-                 retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0):
+                 retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0,
+                 max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None):
         self.base_url = (base_url or os.environ.get("RLOP_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url:
-            raise ValueError("the api annotator needs a base URL: set RLOP_API_BASE (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)")
+            raise AnnotatorError("the api annotator needs a base URL: set RLOP_API_BASE (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise AnnotatorError(f"RLOP_API_BASE must start with http:// or https://, got {self.base_url!r}")
         self.api_key = api_key or os.environ.get("RLOP_API_KEY") or os.environ.get("OPENAI_API_KEY") or ""
         self.model = model or os.environ.get("RLOP_API_MODEL", "gpt-4o-mini")
         self.retries, self.backoff, self.timeout, self.seed = retries, backoff, timeout, seed
+        self.max_wait, self.max_consecutive_failures = max_wait, max_consecutive_failures
+        self.log = log or (lambda msg: print(f"rlop: {msg}", file=sys.stderr, flush=True))
         self.stats = {"requests": 0, "retries": 0, "unparseable": 0, "failed": 0}
+        self._answered = False
+        self._failed_in_a_row = 0
 
-    def _post(self, prompt: str) -> str:
+    def _once(self, body: bytes, headers: dict[str, str]) -> str:
+        url = f"{self.base_url}/chat/completions"
+        try:
+            req = urllib.request.Request(url, data=body, headers=headers)
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                raw = r.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 429 or e.code == 408 or e.code >= 500:
+                raise _Transient(f"HTTP {e.code}", retry_after_seconds(e.headers.get("Retry-After") if e.headers else None)) from None
+            raise AnnotatorError(f"api annotator: {url} answered HTTP {e.code} ({HARD_STATUS.get(e.code, e.reason)})") from None
+        except urllib.error.URLError as e:
+            reason = e.reason
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise _Transient("timed out") from None
+            if not self._answered:
+                raise AnnotatorError(f"api annotator: cannot reach {url}: {reason}") from None
+            raise _Transient(f"connection failed ({reason})") from None
+        except (TimeoutError, socket.timeout):
+            raise _Transient("timed out") from None
+        except (http.client.HTTPException, ConnectionError, OSError) as e:
+            raise _Transient(f"connection dropped ({type(e).__name__})") from None
+        try:
+            data: Any = json.loads(raw.decode("utf-8"))
+            content = data["choices"][0]["message"]["content"]
+            if content is not None and not isinstance(content, str):
+                raise TypeError("content is not a string")
+        except (UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise AnnotatorError(f"api annotator: {url} did not answer with a chat completion ({type(e).__name__}: {e}); "
+                                 "is RLOP_API_BASE an OpenAI-compatible /v1 endpoint?") from None
+        return content or ""
+
+    def _post(self, prompt: str) -> str | None:
+        """The reply text, or None when the item failed after all retries."""
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last: Exception | None = None
         for attempt in range(self.retries + 1):
             self.stats["requests"] += 1
             try:
-                req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
-                with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                    data: dict[str, Any] = json.loads(r.read().decode())
-                return data["choices"][0]["message"]["content"] or ""
-            except (urllib.error.URLError, TimeoutError, KeyError, json.JSONDecodeError) as e:
-                last = e
-                if attempt < self.retries:
-                    self.stats["retries"] += 1
-                    time.sleep(self.backoff * 2**attempt)
-        self.stats["failed"] += 1
-        raise RuntimeError(f"api annotator: {self.base_url} failed after {self.retries + 1} attempts: {last}")
+                text = self._once(body, headers)
+            except _Transient as e:
+                if attempt == self.retries:
+                    self.stats["failed"] += 1
+                    self._failed_in_a_row += 1
+                    self.log(f"api annotator: {e} after {self.retries} retries; item dropped ({self.stats['failed']} dropped so far)")
+                    if self._failed_in_a_row >= self.max_consecutive_failures:
+                        raise AnnotatorError(f"api annotator: {self._failed_in_a_row} items in a row failed ({e}); stopping") from None
+                    return None
+                wait = min(self.max_wait, e.wait if e.wait is not None else self.backoff * 2**attempt)
+                self.stats["retries"] += 1
+                self.log(f"api annotator: {e}, retry {attempt + 1}/{self.retries} in {wait:.1f} s (retries so far: {self.stats['retries']})")
+                time.sleep(wait)
+                continue
+            except AnnotatorError:
+                self.stats["failed"] += 1
+                raise
+            self._answered = True
+            self._failed_in_a_row = 0
+            return text
+        return None
 
     @staticmethod
     def parse(text: str) -> str | None:
@@ -114,10 +204,10 @@ class APIJudge:
         swap = random.Random(derive_seed(self.seed, len(ex.instruction), sum(map(ord, ex.instruction + o1 + o2)))).random() < 0.5
         a, b = (o2, o1) if swap else (o1, o2)
         instr = ex.instruction + (f"\n\n{ex.input}" if ex.input else "")
-        try:
-            verdict = self.parse(self._post(PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b)))
-        except RuntimeError:
+        reply = self._post(PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b))
+        if reply is None:
             return None
+        verdict = self.parse(reply)
         if verdict is None:
             self.stats["unparseable"] += 1
             return None
@@ -127,13 +217,14 @@ class APIJudge:
         return 1 if first_wins else 2
 
 
-def make_annotator(name: str, reward_model: str | None = None):
+def make_annotator(name: str, reward_model: str | None = None, **api_options):
+    """``gold`` | ``reward`` (needs ``reward_model``) | ``api`` (``api_options`` go to :class:`APIJudge`)."""
     if name == "gold":
         return GoldJudge()
     if name == "reward":
         if not reward_model:
-            raise ValueError("--annotator reward needs --reward-model DIR")
+            raise AnnotatorError("--annotator reward needs --reward-model DIR")
         return RewardJudge(reward_model)
     if name == "api":
-        return APIJudge()
-    raise ValueError(f"unknown annotator {name!r}: gold | reward | api")
+        return APIJudge(**api_options)
+    raise AnnotatorError(f"unknown annotator {name!r}: gold | reward | api")

@@ -10,15 +10,20 @@ Intervals are percentile bootstrap 95% over instructions (seeded).
 
 from __future__ import annotations
 
+import json
 import random
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
+from rlop.config import ConfigError, StageConfig, opt
 from rlop.data.io import InstructionExample
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float | None, float | None]:
+    """Percentile interval of the mean; (None, None) without values (JSON has no NaN)."""
     if not values:
-        return float("nan"), float("nan")
+        return None, None
     rng = random.Random(seed)
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
@@ -50,7 +55,7 @@ def win_rate(
         subsets.setdefault(str(ex.meta.get(subset_key, "all")), []).append(s)
     lo, hi = bootstrap_ci(scores, seed=seed)
     return {
-        "win_rate": sum(scores) / len(scores) if scores else float("nan"),
+        "win_rate": sum(scores) / len(scores) if scores else None,
         "ci_low": lo,
         "ci_high": hi,
         "n": len(scores),
@@ -72,3 +77,61 @@ def gold_success_rate(examples: Sequence[InstructionExample], outputs: Sequence[
 
     hits = [gold_success(e.meta["spec"], o) for e, outs in zip(examples, outputs) for o in ([outs] if isinstance(outs, str) else outs)]
     return sum(hits) / max(len(hits), 1)
+
+
+@dataclass
+class EvalConfig(StageConfig):
+    outputs: str = opt("", "model outputs JSONL/JSON (instruction, input, output); an empty output is allowed and loses")
+    eval_file: str = opt("sandbox:eval", "eval set with reference outputs (AlpacaEval format: instruction, input, output, dataset)")
+    annotator: Literal["gold", "reward", "api"] = opt("gold", "who judges: gold (sandbox) | reward (a reward model) | api (OpenAI-compatible endpoint)")
+    reward_model: str = opt("", "reward model directory for --annotator reward")
+    subset_key: str = opt("dataset", "record field whose values get their own win-rate")
+    max_prompts: int = opt(0, "evaluate at most this many eval instructions (0: all)", ge=0)
+    api_base: str = opt("", "OpenAI-compatible base URL ending in /v1 (default: $RLOP_API_BASE); the key is read from $RLOP_API_KEY only")
+    api_model: str = opt("", "model name sent to the endpoint (default: $RLOP_API_MODEL or gpt-4o-mini)")
+    api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
+    api_backoff: float = opt(1.0, "first retry wait in seconds, doubled each retry (Retry-After wins when sent)", ge=0)
+    api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
+    seed: int = opt(0, "seed of the presentation order (api) and of the bootstrap")
+
+    PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict()}
+
+    def check(self) -> None:
+        if self.annotator == "reward" and self.outputs and not self.reward_model:
+            raise ConfigError("--annotator reward needs --reward-model DIR")
+
+
+def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
+    """Win-rate of ``cfg.outputs`` against the references; written to ``out/winrate.json`` when given."""
+    from rlop.config import require
+    from rlop.data.io import DataError, load_instructions
+    from rlop.evaluation.annotators import AnnotatorError, make_annotator
+
+    require(cfg, "outputs", "the model outputs to evaluate")
+    refs = load_instructions(cfg.eval_file, require_output=True, limit=cfg.max_prompts or None)
+    outs = {(o.instruction, o.input): o.output or "" for o in load_instructions(cfg.outputs, require_output=True, allow_empty_output=True)}
+    missing = [r for r in refs if (r.instruction, r.input) not in outs]
+    if missing:
+        raise DataError(cfg.outputs, None, "instruction", f"no output for {len(missing)} eval instructions, e.g. {missing[0].instruction[:60]!r}")
+    if cfg.annotator == "gold":
+        from rlop.sandbox.gold import check_spec
+
+        for n, r in enumerate(refs, start=1):
+            problem = "missing: the gold annotator needs sandbox tasks" if "spec" not in r.meta else check_spec(r.meta["spec"])
+            if problem:
+                raise DataError(cfg.eval_file, f"record {n}", "spec", problem)
+    api = dict(base_url=cfg.api_base or None, model=cfg.api_model or None, retries=cfg.api_retries, backoff=cfg.api_backoff,
+               timeout=cfg.api_timeout, seed=cfg.seed)
+    ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
+    res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed)
+    if hasattr(ann, "stats"):
+        res["annotator_stats"] = dict(ann.stats)
+    if res["n"] == 0:
+        raise AnnotatorError(f"no usable verdict for any of the {len(refs)} instructions (annotator {cfg.annotator}: "
+                             f"{res.get('annotator_stats', {})}); nothing written")
+    if out is not None:
+        from rlop.outputs import staged
+
+        with staged(out, "eval") as tmp:
+            (tmp / "winrate.json").write_text(json.dumps(res, indent=2, allow_nan=False))
+    return res

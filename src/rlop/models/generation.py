@@ -13,14 +13,18 @@ engine (vLLM on GPUs) can implement :class:`Backend` and register in ``BACKENDS`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlop.config import ConfigError
 from rlop.models.precision import autocast
 from rlop.models.reward import position_ids_from_mask
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,9 +94,48 @@ class Backend(Protocol):
     def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation: ...
 
 
+def context_length(model: PreTrainedModel) -> int | None:
+    """Positions the model can attend to (``max_position_embeddings`` or its aliases), if known."""
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def prompt_budget(model: PreTrainedModel, max_new_tokens: int) -> int | None:
+    """Longest prompt that leaves room for ``max_new_tokens`` in the model's context."""
+    ctx = context_length(model)
+    if ctx is None:
+        return None
+    if max_new_tokens >= ctx:
+        raise ConfigError(f"max_new_tokens = {max_new_tokens} leaves no room for a prompt in the model's context of {ctx} tokens")
+    return ctx - max_new_tokens
+
+
+def encode_prompts(tok: PreTrainedTokenizerBase, prompts: Sequence[str], limit: int | None) -> tuple[dict[str, torch.Tensor], int]:
+    """Left-padded ids of ``prompts``, each cut to its last ``limit`` tokens; returns (batch, how many were cut)."""
+    ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
+    cut = 0
+    if limit is not None:
+        cut = sum(len(x) > limit for x in ids)
+        ids = [x[-limit:] if len(x) > limit else x for x in ids]
+    width = max(len(x) for x in ids)
+    pad = tok.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(x)) + list(x) for x in ids], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": mask}, cut
+
+
 class HFBackend:
+    """Sampling with any transformers causal LM; prompts longer than the context allows are
+    left-truncated (their end, where the instruction and the assistant turn are, is kept), and
+    the count is kept in ``truncated`` and reported."""
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
         self.model, self.tokenizer = model, tokenizer
+        self.truncated = 0
 
     @torch.no_grad()
     def _generate_batch(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
@@ -102,9 +145,13 @@ class HFBackend:
     def _sample(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
         model, tok = self.model, self.tokenizer
         device = next(model.parameters()).device
-        tok.padding_side = "left"
-        enc = tok(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt").to(device)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
+        limit = prompt_budget(model, cfg.max_new_tokens)
+        enc, cut = encode_prompts(tok, prompts, limit)
+        if cut:
+            self.truncated += cut
+            log.warning("left-truncated %d prompt(s) longer than %d tokens (the model's context minus max_new_tokens = %d); "
+                        "%d so far", cut, limit, cfg.max_new_tokens, self.truncated)
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         stop = torch.tensor(eos_ids(model, tok), device=device)
         pad = tok.pad_token_id

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -28,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from rlop.errors import UserError
 from rlop.utils import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,20 @@ BUILTIN_MODELS = {
 }
 DEFAULT_MODEL = "builtin:smollm2-135m-instruct"
 TINY = "tiny"
-_TOKENIZER_DEFAULT = "builtin:smollm2-135m-instruct"
 
 
-class ModelNotAvailable(RuntimeError):
-    pass
+class ModelNotAvailable(UserError, ValueError):
+    """A model spec that cannot be loaded for a reason the user can fix (exit code 2)."""
+
+
+def _load(loader, spec: str, path: str, **kw):
+    """``loader.from_pretrained`` with the user's mistakes turned into :class:`ModelNotAvailable`."""
+    try:
+        return loader.from_pretrained(path, **kw)
+    except (OSError, ValueError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = "" if Path(path).is_dir() else " (no such local directory; as a Hugging Face id)"
+        raise ModelNotAvailable(f"cannot load model {spec!r}{where}: {first}") from None
 
 
 def cache_dir() -> Path:
@@ -99,11 +108,22 @@ def _tiny_dir() -> Path:
 
 
 def resolve_model(spec: str) -> str:
-    """Turn a model spec into something ``from_pretrained`` accepts."""
+    """Turn a model spec into something ``from_pretrained`` accepts (checking local paths)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelNotAvailable("empty model spec; give builtin:NAME, tiny, a Hugging Face id or a model directory")
     if spec.startswith("builtin:"):
         return str(_convert_builtin(spec.split(":", 1)[1]))
     if spec == TINY:
         return TINY
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelNotAvailable(f"model {spec!r} is a file; give a model directory (with config.json), a Hugging Face id, builtin:NAME or tiny")
+        if not (p / "config.json").exists():
+            raise ModelNotAvailable(f"{spec!r} is not a model directory: it has no config.json")
+        return str(p)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec:
+        raise ModelNotAvailable(f"model directory {spec!r} does not exist")
     return spec
 
 
@@ -111,7 +131,7 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False) -> PreTrainedToke
     path = resolve_model(spec)
     if path == TINY:
         path = str(_tiny_dir())
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = _load(AutoTokenizer, spec, path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -144,19 +164,11 @@ def load_causal_lm(
             torch.manual_seed(seed)
             model = LlamaForCausalLM(tiny_config(tok)).to(dtype)
         return model
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = _load(AutoModelForCausalLM, spec, path, dtype=dtype, trust_remote_code=trust_remote_code)
     if model.config.pad_token_id is None:
         tok = load_tokenizer(spec, trust_remote_code)
         model.config.pad_token_id = tok.pad_token_id
     return model
-
-
-def is_reward_model_dir(path: str) -> bool:
-    try:
-        cfg = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError):
-        return False
-    return any(a.endswith("ForSequenceClassification") for a in (cfg.architectures or []))
 
 
 def load_reward_model(
@@ -178,9 +190,7 @@ def load_reward_model(
             torch.manual_seed(0)
             model = LlamaForSequenceClassification(cfg).to(dtype)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+        model = _load(AutoModelForSequenceClassification, spec, path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(spec, trust_remote_code).pad_token_id
     head = score_head(model)

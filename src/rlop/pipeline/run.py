@@ -19,11 +19,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
-from rlop.config import build_config
+from rlop import outputs
+from rlop.config import ConfigError, StageConfig, build_config, opt
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
-from rlop.utils import atomic_dir, atomic_write_text
+from rlop.utils import atomic_write_text
 
 ALL_METHODS = ("sft", "bon", "ppo", "rlp-uml", "rlp-spg")
 DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
@@ -31,20 +32,26 @@ ORDER = ["sft", "collect", "rm", "ppo", "samples", "spg", "rm-spg", "ppo-spg", "
 
 
 @dataclass
-class RunConfig:
-    preset: str = "cpu"
-    methods: str = ",".join(DEFAULT_METHODS)
-    seed: int = 0
-    sandbox_sft: int = 384
-    preference_prompts: int = 1000
-    unlabeled_prompts: int = 64
-    samples_per_prompt: int = 10
-    eval_prompts: int = 200
-    eval_samples: int = 2
-    max_new_tokens: int = 48
-    judge: str = "embedding"
-    gamma: float = 0.5
-    bon_n: int = 4
+class RunConfig(StageConfig):
+    preset: Literal["tiny", "cpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests)")
+    methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
+    seed: int = opt(0, "seed of collection, policy samples, SPG and evaluation sampling")
+    sandbox_sft: int = opt(384, "sandbox demonstrations for SFT", ge=1)
+    preference_prompts: int = opt(1000, "preference instructions labelled in step 1", ge=1)
+    unlabeled_prompts: int = opt(64, "unlabeled instructions sampled for step 4", ge=1)
+    samples_per_prompt: int = opt(10, "policy samples per unlabeled instruction (paper: 10)", ge=2)
+    eval_prompts: int = opt(200, "eval instructions", ge=1)
+    eval_samples: int = opt(2, "sampled outputs per eval instruction (scored by their mean)", ge=1)
+    max_new_tokens: int = opt(48, "new tokens per response in every sampling stage", ge=1)
+    judge: Literal["answer", "embedding", "nli"] = opt("embedding", "SPG equivalence judge: answer (sandbox) | embedding | nli")
+    gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5)", ge=0, le=1)
+    bon_n: int = opt(4, "samples per best-of-n pick", ge=1)
+
+    def check(self) -> None:
+        methods = [m for m in self.methods.split(",") if m]
+        unknown = sorted(set(methods) - set(ALL_METHODS) - {"all"})
+        if unknown or not methods:
+            raise ConfigError(f"--methods: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(ALL_METHODS)} or all")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
@@ -62,10 +69,8 @@ def _key(*parts: Any) -> str:
 class Pipeline:
     def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print):
         self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
-        self.methods = [m for m in (ALL_METHODS if cfg.methods == "all" else cfg.methods.split(",")) if m]
-        unknown = set(self.methods) - set(ALL_METHODS)
-        if unknown:
-            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(ALL_METHODS)} or all")
+        chosen = cfg.methods.split(",")
+        self.methods = [m for m in ALL_METHODS if m in chosen or "all" in chosen]  # canonical order
         self.keys: dict[str, str] = {}
         self.progress = RunProgress({}, log)
 
@@ -85,28 +90,30 @@ class Pipeline:
             return d
         t = self.progress.start(name)
         if atomic:
-            with atomic_dir(d) as tmp:
+            with outputs.staged(d, name) as tmp:
                 fn(tmp)
                 (tmp / "stage.json").write_text(json.dumps({"key": key, "seconds": time.time() - t}))
         else:  # PPO: its folder holds checkpoints to resume from
-            d.mkdir(parents=True, exist_ok=True)
-            marker = d / "stage-key"
-            if marker.exists() and marker.read_text() != key:
-                shutil.rmtree(d)
-                d.mkdir(parents=True)
-            marker.write_text(key)
-            fn(d)
-            atomic_write_text(d / "stage.json", json.dumps({"key": key, "seconds": time.time() - t}))
+            with outputs.claim(d, "ppo"):
+                marker = d / "stage-key"
+                if marker.exists() and marker.read_text() != key:
+                    outputs.remove_owned(d)
+                outputs.own(d, "stage-key", "stage.json")
+                marker.write_text(key)
+                fn(d)
+                atomic_write_text(d / "stage.json", json.dumps({"key": key, "seconds": time.time() - t}))
         self.progress.finish(name, t)
         return d
 
     def force(self, stage: str) -> None:
+        """Forget ``stage`` and every later stage (only what rlop wrote there is removed)."""
         if stage not in ORDER:
-            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(ORDER)}")
-        for name in ORDER[ORDER.index(stage):]:
-            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
-        for p in self.out.glob("outputs-*"):
-            shutil.rmtree(p, ignore_errors=True)
+            raise ConfigError(f"--force: unknown stage {stage!r}; stages: {', '.join(ORDER)}")
+        for name in ORDER[ORDER.index(stage):] + [f"outputs-{m}" for m in ALL_METHODS if m != "bon"]:
+            d = self.stage_dir(name)
+            if d.is_dir():
+                with outputs.lock(d):
+                    outputs.remove_owned(d)
 
     def _stage_cfg(self, cls, section: str, **overrides):
         return build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
@@ -115,9 +122,8 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         from rlop.evaluation.winrate import gold_prefer, gold_success_rate, win_rate
         from rlop.models.precision import resolve as resolve_precision
-        from rlop.rewards import GoldReward
-        from rlop.training.ppo import PPOConfig, run_ppo
-        from rlop.training.reward import RewardConfig, run_reward
+        from rlop.training.ppo import PPOConfig
+        from rlop.training.reward import RewardConfig
         from rlop.training.sft import SFTConfig, run_sft
 
         c = self.cfg
@@ -125,8 +131,45 @@ class Pipeline:
         atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
-        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d)) 
+        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d))
 
+        policies: dict[str, Path] = {"sft": sft}
+        rm = None
+        if set(self.methods) != {"sft"}:  # every other method needs the step-2 reward model
+            rm = self._reward_and_policies(sft, policies)
+
+        from rlop.data.io import load_instructions
+
+        eval_ex = load_instructions("sandbox:eval", limit=c.eval_prompts)
+        outputs: dict[str, list[str]] = {}
+        for m in self.methods:
+            if m == "bon":
+                continue
+            outputs[m] = self._outputs(m, policies[m], eval_ex)
+        if "bon" in self.methods:
+            outputs["bon"] = self._bon(sft, rm, eval_ex)
+
+        results = {}
+        for m in self.methods:
+            r = win_rate(lambda ex, a, b: gold_prefer(ex, a, b), eval_ex, outputs[m], subset_key="kind", seed=c.seed)
+            r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
+            results[m] = r
+        diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision(),
+                                                                   "eval_samples": c.eval_samples}, indent=2))
+        from rlop.evaluation.report import write_report
+
+        write_report(self.out)
+        self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
+        return results
+
+    def _reward_and_policies(self, sft: Path, policies: dict[str, Path]) -> Path:
+        """Steps 1-5 for the methods that need them (collect, RM, PPO, RLP retraining, PPO again); returns the RM."""
+        from rlop.rewards import GoldReward
+        from rlop.training.ppo import PPOConfig, run_ppo
+        from rlop.training.reward import RewardConfig, run_reward
+
+        c = self.cfg
         from rlop.sandbox.collect import collect
 
         ckey = _key("collect", self.keys["sft"], c.preference_prompts, c.max_new_tokens, c.seed)
@@ -144,7 +187,8 @@ class Pipeline:
 
             return self.run_stage(name, _key(name, pcfg, self.keys[dep]), do, atomic=False)
 
-        policies: dict[str, Path] = {"sft": sft}
+        if not {"ppo", "rlp-spg", "rlp-uml"} & set(self.methods):
+            return rm
         ppo = ppo_stage("ppo", rm, "rm")
         policies["ppo"] = ppo / "policy"
 
@@ -185,31 +229,7 @@ class Pipeline:
                 ucfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0, views_file=samples_file, rep_loss="mib")
                 rm_uml = self.run_stage("rm-uml", _key("rm-uml", ucfg, self.keys["samples"], ckey), lambda d: run_reward(ucfg, d))
                 policies["rlp-uml"] = ppo_stage("ppo-uml", rm_uml, "rm-uml") / "policy"
-
-        from rlop.data.io import load_instructions
-
-        eval_ex = load_instructions("sandbox:eval", limit=c.eval_prompts)
-        outputs: dict[str, list[str]] = {}
-        for m in self.methods:
-            if m == "bon":
-                continue
-            outputs[m] = self._outputs(m, policies[m], eval_ex)
-        if "bon" in self.methods:
-            outputs["bon"] = self._bon(sft, rm, eval_ex)
-
-        results = {}
-        for m in self.methods:
-            r = win_rate(lambda ex, a, b: gold_prefer(ex, a, b), eval_ex, outputs[m], subset_key="kind", seed=c.seed)
-            r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
-            results[m] = r
-        diag = self._diagnostics(rm, policies, eval_ex)
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision(),
-                                                                   "eval_samples": c.eval_samples}, indent=2))
-        from rlop.evaluation.report import write_report
-
-        write_report(self.out)
-        self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
-        return results
+        return rm
 
     # ------------------------------------------------------------------ helpers
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
@@ -218,8 +238,11 @@ class Pipeline:
         ppo = u["ppo"] * ppo_cfg.steps * ppo_cfg.rollout_batch_size * c.max_new_tokens
         rm = u["rm"] * c.preference_prompts * rm_cfg.epochs
         samples = c.unlabeled_prompts * c.samples_per_prompt
-        est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs, "collect": u["collect"] * c.preference_prompts * 2 * c.max_new_tokens,
-               "rm": rm, "ppo": ppo}
+        est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs}
+        if set(self.methods) != {"sft"}:
+            est.update({"collect": u["collect"] * c.preference_prompts * 2 * c.max_new_tokens, "rm": rm})
+        if {"ppo", "rlp-spg", "rlp-uml"} & set(self.methods):
+            est["ppo"] = ppo
         if {"rlp-spg", "rlp-uml"} & set(self.methods):
             est["samples"] = u["samples"] * samples * c.max_new_tokens
         if "rlp-spg" in self.methods:
@@ -282,9 +305,18 @@ class Pipeline:
         return out
 
 
-def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None) -> dict:
+RUN_ENTRIES = ("run_config.json", "results.json", "report.md", "winrate.png", "ppo_curves.png", "spg_confidence.png")
+
+
+def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None,
+                 overwrite: bool = False) -> dict:
+    """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages."""
     cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
-    p = Pipeline(cfg, out, config_file)
-    if force:
-        p.force(force)
-    return p.run()
+    if force and force not in ORDER:
+        raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
+    with outputs.claim(out, "run", overwrite) as out:
+        outputs.own(out, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
+        p = Pipeline(cfg, out, config_file)
+        if force:
+            p.force(force)
+        return p.run()

@@ -9,9 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from rlop.config import StageConfig, opt
 from rlop.data.io import DataError, InstructionExample, _records, _str_field
+from rlop.models.loading import DEFAULT_MODEL
+
+
+@dataclass
+class SampleConfig(StageConfig):
+    policy: str = opt(DEFAULT_MODEL, "policy to sample from (a model directory, builtin:NAME, tiny or a Hugging Face id)")
+    prompts_file: str = opt("sandbox:unlabeled", "instructions: JSONL/JSON, hf:NAME[:SPLIT], or sandbox:SPLIT")
+    max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
+    n: int = opt(10, "responses per instruction (paper: 10)", ge=1)
+    temperature: float = opt(1.0, "sampling temperature (paper: 1.0 at training time)", gt=0)
+    top_p: float = opt(1.0, "nucleus sampling", gt=0, le=1)
+    top_k: int = opt(0, "top-k sampling (0: off)", ge=0)
+    max_new_tokens: int = opt(300, "new tokens per response", ge=1)
+    batch_size: int = opt(32, "sequences per generation batch", ge=1)
+    seed: int = opt(0, "random seed; each (instruction, k) draws from its own derived seed")
+
+    PRESETS: ClassVar[dict] = {
+        "tiny": dict(policy="tiny", n=4, max_new_tokens=12, max_prompts=8),
+        "cpu": dict(n=10, max_new_tokens=96, max_prompts=200),
+    }
 
 
 @dataclass
@@ -75,3 +96,18 @@ def sample_responses(
         g = backend.generate([prompts[i] for i, _ in chunk], sampling, [derive_seed(seed, i, k) for i, k in chunk])
         texts.extend(g.texts)
     return [SampleSet(e, texts[i * n : (i + 1) * n]) for i, e in enumerate(examples)]
+
+
+def run_sample(cfg: SampleConfig, out: str | Path) -> Path:
+    """``out/samples.jsonl``: ``cfg.n`` responses per instruction (published only when complete)."""
+    from rlop.models.generation import SamplingConfig
+    from rlop.data.io import load_instructions
+    from rlop.outputs import staged
+    from rlop.utils import write_jsonl
+
+    examples = load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
+    sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.batch_size)
+    with staged(out, "sample") as tmp:
+        sets = sample_responses(cfg.policy, examples, cfg.n, sampling, cfg.seed)
+        write_jsonl(tmp / "samples.jsonl", [s.to_record() for s in sets])
+    return Path(out) / "samples.jsonl"

@@ -22,8 +22,10 @@ prompt, both orders averaged to cancel position bias).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Literal, Sequence
+
+from rlop.config import ConfigError, StageConfig, opt
 
 from rlop.rlp.judges import Judge
 from rlop.rlp.samples import SampleSet
@@ -33,17 +35,21 @@ VARIANTS = ("spg", "select-all", "reward", "rlaif")
 
 
 @dataclass
-class SPGConfig:
-    samples: str = field(default="", metadata={"help": "policy samples JSONL (rlop sample)"})
-    reward_model: str = field(default="", metadata={"help": "step-2 reward model dir (or 'gold' in the sandbox)"})
-    judge: str = field(default="embedding", metadata={"help": "answer | embedding | nli"})
-    judge_model: str = ""
-    nli_rule: str = "lenient"
-    threshold: float = 0.85
-    gamma: float = 0.5
-    variant: str = field(default="spg", metadata={"help": "spg | select-all | reward | rlaif"})
-    policy: str = field(default="", metadata={"help": "policy that judges pairs for the rlaif variant"})
-    seed: int = 42
+class SPGConfig(StageConfig):
+    samples: str = opt("", "policy samples JSONL (from rlop sample): n responses per unlabeled instruction")
+    reward_model: str = opt("", "step-2 reward model directory (or 'gold' in the sandbox); picks the preferred response")
+    judge: Literal["answer", "embedding", "nli"] = opt("embedding", "equivalence judge for clustering: answer (sandbox) | embedding | nli")
+    judge_model: str = opt("", "model of the embedding or nli judge (default: the bundled MiniLM, or microsoft/deberta-large-mnli)")
+    nli_rule: Literal["lenient", "strict"] = opt("lenient", "nli equivalence: lenient (no contradiction either way) | strict (entailment both ways)")
+    threshold: float = opt(0.85, "cosine similarity at which the embedding judge calls two responses equivalent", ge=-1, le=1)
+    gamma: float = opt(0.5, "keep an instruction when its largest cluster holds at least this share of the samples", ge=0, le=1)
+    variant: Literal["spg", "select-all", "reward", "rlaif"] = opt("spg", "spg | ablations: select-all (gamma 0), reward, rlaif")
+    policy: str = opt("", "policy that judges pairs for the rlaif variant")
+    seed: int = opt(42, "random seed (choice of the rejected response)")
+
+    def check(self) -> None:
+        if self.variant == "rlaif" and self.samples and not self.policy:
+            raise ConfigError("--variant rlaif needs --policy (the policy that judges the pairs)")
 
     PRESETS: ClassVar[dict] = {"tiny": dict(judge="answer"), "cpu": dict()}
 
@@ -153,7 +159,12 @@ class PolicyPairwiseJudge:
         from rlop.data.formatting import format_prompt
 
         prompt = format_prompt(self.tok, self.PROMPT.format(instruction=ex.instruction + (f"\n{ex.input}" if ex.input else ""), a=a, b=b), "") + "Output ("
+        from rlop.models.generation import context_length
+
         ids = self.tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ctx = context_length(self.model)
+        if ctx is not None and ids.shape[1] > ctx:  # keep the end: the pair and the answer prefix
+            ids = ids[:, -ctx:]
         with self.torch.no_grad():
             logp = self.torch.log_softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
         ta = self.tok("a", add_special_tokens=False)["input_ids"][0]
@@ -162,3 +173,28 @@ class PolicyPairwiseJudge:
 
     def __call__(self, ex, a: str, b: str) -> float:
         return 0.5 * (self._margin(ex, a, b) - self._margin(ex, b, a))
+
+
+def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
+    """Synthetic pairs for the samples in ``cfg.samples``: ``out/synthetic.jsonl`` and ``out/spg_stats.json``."""
+    import json
+
+    from rlop.config import require
+    from rlop.outputs import staged
+    from rlop.rewards import load_reward
+    from rlop.rlp.judges import make_judge
+    from rlop.rlp.samples import load_samples
+    from rlop.utils import write_jsonl
+
+    require(cfg, "samples", "the policy samples to cluster (from rlop sample)")
+    if cfg.variant in ("spg", "select-all", "reward"):
+        require(cfg, "reward_model", f"variant {cfg.variant} ranks responses with the step-2 reward model")
+    sets = load_samples(cfg.samples)
+    with staged(out, "spg") as tmp:
+        reward = load_reward(cfg.reward_model) if cfg.variant in ("spg", "select-all", "reward") else None
+        judge = make_judge(cfg.judge, cfg.judge_model or None, cfg.nli_rule, cfg.threshold) if cfg.variant in ("spg", "select-all") else None
+        pj = PolicyPairwiseJudge(cfg.policy) if cfg.variant == "rlaif" else None
+        rows, stats = generate(sets, cfg, reward, judge, pj)
+        write_jsonl(tmp / "synthetic.jsonl", rows)
+        (tmp / "spg_stats.json").write_text(json.dumps(stats, indent=2))
+    return stats

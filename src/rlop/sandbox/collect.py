@@ -3,31 +3,58 @@ simulated annotator (noisy: AlpacaFarm's p_label_flip 0.25; or gold), as AlpacaF
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
-from rlop.data.io import load_instructions
+from rlop.config import StageConfig, opt
+from rlop.data.io import DataError, load_instructions
 from rlop.models.generation import SamplingConfig
+from rlop.models.loading import DEFAULT_MODEL
+from rlop.outputs import staged
 from rlop.rlp.samples import sample_responses
-from rlop.sandbox.gold import GoldAnnotator, NoisyAnnotator
+from rlop.sandbox.gold import GoldAnnotator, NoisyAnnotator, check_spec
 from rlop.utils import write_jsonl
+
+
+@dataclass
+class CollectConfig(StageConfig):
+    policy: str = opt(DEFAULT_MODEL, "policy that writes the two responses (the SFT model)")
+    prompts_file: str = opt("sandbox:preference", "instructions with sandbox task specs (sandbox:preference, or an exported split)")
+    annotator: Literal["noisy", "gold"] = opt("noisy", "simulated human: noisy (gold with p_label_flip flips) | gold")
+    p_label_flip: float = opt(0.25, "label-flip probability of the noisy annotator (AlpacaFarm: 0.25; 0.5 is a coin)", ge=0, le=0.5)
+    max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
+    max_new_tokens: int = opt(96, "new tokens per response", ge=1)
+    seed: int = opt(0, "random seed (sampling and label flips)")
+
+    PRESETS: ClassVar[dict] = {"tiny": dict(policy="tiny", max_prompts=16, max_new_tokens=12), "cpu": dict(max_new_tokens=48)}
 
 
 def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "noisy", max_prompts: int = 0,
             max_new_tokens: int = 96, seed: int = 0, p_label_flip: float = 0.25) -> Path:
     examples = load_instructions(prompts_file, limit=max_prompts or None)
-    ann = NoisyAnnotator(p_label_flip, seed) if annotator == "noisy" else GoldAnnotator()
-    sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
-    rows = []
-    for s in sets:
-        spec = s.example.meta.get("spec")
+    for n, e in enumerate(examples, start=1):  # before sampling anything
+        spec = e.meta.get("spec")
         if spec is None:
-            raise ValueError(f"{prompts_file}: simulated annotators need sandbox tasks (a 'spec' field)")
-        a, b = s.responses
-        pref = ann.prefer(spec, a, b)
-        if pref == 0:  # identical outputs carry no preference (AlpacaFarm drops them)
-            continue
-        rows.append({"instruction": s.example.instruction, "input": s.example.input, "output_1": a, "output_2": b,
-                     "preference": pref, **s.example.meta})
-    path = Path(out) / "preferences.jsonl"
-    write_jsonl(path, rows)
-    return path
+            raise DataError(prompts_file, f"record {n}", "spec", "missing: simulated annotators need sandbox tasks "
+                            "(use sandbox:preference or a split from rlop sandbox export)")
+        problem = check_spec(spec)
+        if problem:
+            raise DataError(prompts_file, f"record {n}", "spec", problem)
+    ann = NoisyAnnotator(p_label_flip, seed) if annotator == "noisy" else GoldAnnotator()
+    with staged(out, "collect") as tmp:
+        sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
+        rows = []
+        for s in sets:
+            a, b = s.responses
+            pref = ann.prefer(s.example.meta["spec"], a, b)
+            if pref == 0:  # identical outputs carry no preference (AlpacaFarm drops them)
+                continue
+            rows.append({"instruction": s.example.instruction, "input": s.example.input, "output_1": a, "output_2": b,
+                         "preference": pref, **s.example.meta})
+        write_jsonl(tmp / "preferences.jsonl", rows)
+    return Path(out) / "preferences.jsonl"
+
+
+def run_collect(cfg: CollectConfig, out: str | Path) -> Path:
+    return collect(cfg.policy, cfg.prompts_file, out, cfg.annotator, cfg.max_prompts, cfg.max_new_tokens, cfg.seed, cfg.p_label_flip)

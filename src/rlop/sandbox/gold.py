@@ -143,6 +143,23 @@ def gold_success(spec: dict[str, Any], response: str) -> bool:
     return on_topic(spec["topic"], text) and all(constraint_met(c, text) for c in spec["constraints"])
 
 
+def check_spec(spec: Any) -> str | None:
+    """Why ``spec`` is not a usable sandbox task spec, or None (probes the scorer on sample texts)."""
+    if not isinstance(spec, dict):
+        return f"expected an object, got {type(spec).__name__}"
+    if "answer" not in spec and not isinstance(spec.get("constraints"), list):
+        return "needs 'answer' (definite task) or a list of 'constraints' and a 'topic' (open task)"
+    if "constraints" in spec and not spec["constraints"]:
+        return "'constraints' is empty"
+    for probe in ("The answer is 42.", "- a point about the topic\n- another", "x"):
+        try:
+            gold_score(spec, probe)
+            gold_success(spec, probe)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, re.error) as e:
+            return f"not a sandbox task spec ({type(e).__name__}: {e})"
+    return None
+
+
 def _digest(s: str) -> str:
     return hashlib.sha256(s.encode("utf-8")).hexdigest()
 

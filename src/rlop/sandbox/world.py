@@ -19,30 +19,35 @@ templates and topics that no other split uses.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from rlop.data.io import InstructionExample, PreferenceExample
+from rlop.config import StageConfig, opt
+from rlop.data.io import DataError, InstructionExample
+from rlop.outputs import staged
 from rlop.sandbox.gold import NoisyAnnotator
 from rlop.sandbox.tasks import FAMILIES, write_answer, write_open
-from rlop.utils import atomic_dir, derive_seed
+from rlop.utils import derive_seed
 
 SPLITS = ("sft", "preference", "unlabeled", "val", "eval")
 
 
 @dataclass
-class SandboxConfig:
-    seed: int = 0
-    sft: int = 1000
-    preference: int = 1000
-    unlabeled: int = 2000
-    val: int = 200
-    eval: int = 200
-    p_label_flip: float = 0.25
-    reference_quality: float = 0.5
+class SandboxConfig(StageConfig):
+    seed: int = opt(0, "world seed: the same seed gives byte-identical splits")
+    sft: int = opt(1000, "demonstrations in the sft split", ge=1)
+    preference: int = opt(1000, "instructions in the preference split", ge=1)
+    unlabeled: int = opt(2000, "instructions in the unlabeled split", ge=1)
+    val: int = opt(200, "instructions in the val split", ge=1)
+    eval: int = opt(200, "instructions (with reference outputs) in the eval split", ge=1)
+    p_label_flip: float = opt(0.25, "label-flip rate of the noisy annotator on the preference split", ge=0, le=0.5)
+    reference_quality: float = opt(0.5, "share of eval references that the reference writer gets right", ge=0, le=1)
+
+    PRESETS: ClassVar[dict] = {}
 
 
 @dataclass
@@ -130,7 +135,7 @@ def split_records(split: str, cfg: SandboxConfig | None = None) -> list[dict[str
     elif split in SPLITS:
         exs = [t.example() for t in world[split]]
     else:
-        raise ValueError(f"unknown sandbox split {split!r}; choose from {', '.join(SPLITS)}")
+        raise DataError(f"sandbox:{split}", None, None, f"unknown sandbox split; choose from {', '.join(SPLITS)}")
     rows = []
     for e in exs:
         r = {"instruction": e.instruction, "input": e.input}
@@ -146,16 +151,15 @@ def load_split(split: str, cfg: SandboxConfig | None = None) -> list[dict[str, A
 
 
 def export(out: str | Path, cfg: SandboxConfig | None = None) -> Path:
+    """Write every split as JSONL into ``out`` (published only when complete)."""
     cfg = cfg or SandboxConfig()
-    with atomic_dir(out) as tmp:
+    with staged(out, "sandbox") as tmp:
         for split in SPLITS:
             rows = split_records(split, cfg)
             with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as f:
                 for r in rows:
                     f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-        (tmp / "config.json").write_text(json.dumps(cfg.__dict__, indent=2, sort_keys=True) + "\n")
+        (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n")
     return Path(out)
 
 
-def spec_of(example: InstructionExample | PreferenceExample) -> dict[str, Any] | None:
-    return example.meta.get("spec")

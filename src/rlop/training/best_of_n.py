@@ -3,31 +3,33 @@ the highest reward (AlpacaFarm: temperature 1.0, top_p 0.9)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rlop.config import StageConfig, opt, require
 from rlop.data.io import load_instructions
 from rlop.models.generation import SamplingConfig
 from rlop.models.loading import DEFAULT_MODEL
 from rlop.rewards import Reward, load_reward
 from rlop.rlp.samples import sample_responses
+from rlop.outputs import staged
 from rlop.utils import write_jsonl
 
 
 @dataclass
-class BestOfNConfig:
-    policy: str = field(default=DEFAULT_MODEL, metadata={"help": "policy to sample from (the SFT model)"})
-    reward: str = field(default="", metadata={"help": "reward model dir, 'gold', or python:module:function"})
-    prompts_file: str = "sandbox:eval"
-    max_prompts: int = 0
-    n: int = 16
-    draws: int = field(default=1, metadata={"help": "independent best-of-n picks per instruction (several for a less noisy evaluation)"})
-    temperature: float = 1.0
-    top_p: float = 0.9
-    max_new_tokens: int = 300
-    batch_size: int = 32
-    seed: int = 42
+class BestOfNConfig(StageConfig):
+    policy: str = opt(DEFAULT_MODEL, "policy to sample from (the SFT model)")
+    reward: str = opt("", "reward: a reward model directory, 'gold' (sandbox), or python:module:function")
+    prompts_file: str = opt("sandbox:eval", "instructions: JSONL/JSON, hf:NAME[:SPLIT], or sandbox:eval")
+    max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
+    n: int = opt(16, "samples per pick", ge=1)
+    draws: int = opt(1, "independent best-of-n picks per instruction (several for a less noisy evaluation)", ge=1)
+    temperature: float = opt(1.0, "sampling temperature (AlpacaFarm: 1.0)", gt=0)
+    top_p: float = opt(0.9, "nucleus sampling (AlpacaFarm: 0.9)", gt=0, le=1)
+    max_new_tokens: int = opt(300, "new tokens per sample", ge=1)
+    batch_size: int = opt(32, "sequences per generation batch", ge=1)
+    seed: int = opt(42, "random seed of the samples")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", n=4, max_new_tokens=12, max_prompts=8),
@@ -56,7 +58,9 @@ def best_of_n(cfg: BestOfNConfig, reward: Reward | None = None, examples=None) -
 
 
 def run_best_of_n(cfg: BestOfNConfig, out: str | Path, reward: Reward | None = None) -> Path:
-    rows = best_of_n(cfg, reward)
-    path = Path(out) / "outputs.jsonl"
-    write_jsonl(path, rows)
-    return path
+    """Write ``out/outputs.jsonl`` (published only when complete)."""
+    if reward is None:
+        require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
+    with staged(out, "bon") as tmp:
+        write_jsonl(tmp / "outputs.jsonl", best_of_n(cfg, reward))
+    return Path(out) / "outputs.jsonl"

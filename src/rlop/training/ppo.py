@@ -23,71 +23,76 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from rlop.config import to_dict
+from rlop.config import ConfigError, StageConfig, opt, require, to_dict
 from rlop.data.formatting import format_prompt
-from rlop.data.io import InstructionExample, load_instructions
+from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.models.generation import Generation, SamplingConfig, make_backend
 from rlop.models.precision import autocast
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_reward_model, load_tokenizer
 from rlop.models.reward import position_ids_from_mask
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
+from rlop.outputs import claim, complete, own, remove_owned
 from rlop.utils import MetricsLogger, atomic_dir, derive_seed
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class PPOConfig:
-    policy: str = field(default=DEFAULT_MODEL, metadata={"help": "SFT model (initial policy and reference)"})
-    reward: str = field(default="", metadata={"help": "reward model dir, 'gold', or python:module:function"})
-    value_model: str = field(default="", metadata={"help": "init for the value model (default: the reward model dir, else the policy)"})
-    value_head: str = field(default="zero", metadata={"help": "zero (AlpacaFarm) | reward: keep the reward model's head (TRL)"})
-    prompts_file: str = "sandbox:unlabeled"
-    max_prompts: int = 0
-    query_len: int = 192
-    response_len: int = 300
-    steps: int = 40
-    rollout_batch_size: int = 512
-    step_batch_size: int = 256
-    micro_batch_size: int = 8
-    noptepochs: int = 2
-    learning_rate: float = 1e-5
-    warmup_steps: int = 5
-    adam_eps: float = 1e-5
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    kl_coef: float = 0.0067
-    adaptive_kl: bool = False
-    target_kl: float = 6.0
-    k_beta: float = 0.1
-    kl_estimator: str = field(default="clamped", metadata={"help": "clamped (AlpacaFarm) | k1 | k3"})
-    gamma: float = 1.0
-    lam: float = 1.0
-    whiten_rewards: bool = True
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    lora_r: int = 0
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    save_steps: int = 20
-    keep_checkpoints: int = 2
-    seed: int = 42
-    generation_batch_size: int = 32
-    reward_batch_size: int = 16
-    report_to: str = field(default="", metadata={"help": "'' | tensorboard | wandb"})
-    trust_remote_code: bool = False
+class PPOConfig(StageConfig):
+    policy: str = opt(DEFAULT_MODEL, "SFT model: the initial policy and the frozen reference")
+    reward: str = opt("", "reward: a reward model directory, 'gold' (sandbox), or python:module:function")
+    value_model: str = opt("", "init of the value model (default: the reward model directory, else the policy)")
+    value_head: Literal["zero", "reward"] = opt("zero", "value head init: zero (AlpacaFarm) | reward: keep the reward model's head (TRL)")
+    prompts_file: str = opt("sandbox:unlabeled", "PPO prompts: instruction JSONL/JSON, hf:NAME[:SPLIT], or sandbox:unlabeled")
+    max_prompts: int = opt(0, "use at most this many prompts (0: all)", ge=0)
+    query_len: int = opt(192, "prompts longer than this many tokens are left out (and counted)", ge=1)
+    response_len: int = opt(300, "new tokens per rollout", ge=1)
+    steps: int = opt(40, "PPO steps (one rollout batch each)", ge=1)
+    rollout_batch_size: int = opt(512, "rollouts per PPO step (all processes together)", ge=1)
+    step_batch_size: int = opt(256, "rollouts per optimizer step (all processes together)", ge=1)
+    micro_batch_size: int = opt(8, "rollouts per forward/backward pass on one process", ge=1)
+    noptepochs: int = opt(2, "optimisation epochs over each rollout batch", ge=1)
+    learning_rate: float = opt(1e-5, "peak learning rate of policy and value model", gt=0)
+    warmup_steps: int = opt(5, "linear warmup, in PPO steps", ge=0)
+    adam_eps: float = opt(1e-5, "AdamW epsilon", gt=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
+    max_grad_norm: float = opt(1.0, "gradient clipping norm", gt=0)
+    kl_coef: float = opt(0.0067, "KL penalty coefficient (the initial one with adaptive_kl)", ge=0)
+    adaptive_kl: bool = opt(False, "adapt kl_coef towards target_kl (Ziegler et al.)")
+    target_kl: float = opt(6.0, "KL target of the adaptive controller", gt=0)
+    k_beta: float = opt(0.1, "step size of the adaptive KL controller", gt=0)
+    kl_estimator: Literal["clamped", "k1", "k3"] = opt("clamped", "per-token KL estimate: clamped at 0 (AlpacaFarm) | k1 | k3")
+    gamma: float = opt(1.0, "discount of GAE", ge=0, le=1)
+    lam: float = opt(1.0, "lambda of GAE", ge=0, le=1)
+    whiten_rewards: bool = opt(True, "whiten the shaped rewards without mean shift (AlpacaFarm)")
+    cliprange: float = opt(0.2, "policy ratio clip range", gt=0)
+    cliprange_value: float = opt(0.2, "value clip range", gt=0)
+    vf_coef: float = opt(0.1, "weight of the value loss", ge=0)
+    temperature: float = opt(1.0, "rollout sampling temperature (log-probs use the same)", gt=0)
+    top_p: float = opt(1.0, "rollout nucleus sampling", gt=0, le=1)
+    top_k: int = opt(0, "rollout top-k sampling (0: off)", ge=0)
+    lora_r: int = opt(0, "LoRA rank on the policy (0: full fine-tuning)", ge=0)
+    lora_alpha: int = opt(32, "LoRA alpha", ge=1)
+    lora_dropout: float = opt(0.0, "LoRA dropout", ge=0, le=0.999)
+    save_steps: int = opt(20, "checkpoint every this many steps (for --resume)", ge=1)
+    keep_checkpoints: int = opt(2, "checkpoints kept on disk", ge=1)
+    seed: int = opt(42, "random seed (prompt order, sampling, init)")
+    generation_batch_size: int = opt(32, "prompts per generation batch", ge=1)
+    reward_batch_size: int = opt(16, "texts per reward-model batch", ge=1)
+    report_to: Literal["", "tensorboard", "wandb"] = opt("", "experiment tracker: '' (none) | tensorboard | wandb")
+    trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
+
+    def check(self) -> None:
+        if self.step_batch_size > self.rollout_batch_size:
+            raise ConfigError(f"--step-batch-size ({self.step_batch_size}) must not exceed --rollout-batch-size ({self.rollout_batch_size})")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", query_len=96, response_len=12, steps=6, rollout_batch_size=32, step_batch_size=16, micro_batch_size=16,
@@ -162,7 +167,7 @@ class PPOTrainer:
         self.tokenizer = load_tokenizer(cfg.policy, cfg.trust_remote_code)
         self.prompts = self._filter_prompts(list(prompts) if prompts is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None))
         if not self.prompts:
-            raise ValueError(f"no prompts of at most {cfg.query_len} tokens in {cfg.prompts_file}")
+            raise DataError(cfg.prompts_file, None, None, f"no prompt is at most query_len = {cfg.query_len} tokens long; raise --query-len")
         self.reward = reward if reward is not None else load_reward(cfg.reward, batch_size=cfg.reward_batch_size)
         self.gold = gold
         torch.manual_seed(cfg.seed)
@@ -175,8 +180,6 @@ class PPOTrainer:
         else:
             self.ref = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code).to(acc.device).eval().requires_grad_(False)
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
-        if cfg.value_head not in ("zero", "reward"):
-            raise ValueError(f"value_head must be zero or reward, not {cfg.value_head!r}")
         keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
         value = load_reward_model(vinit, zero_head=not keep_head, trust_remote_code=cfg.trust_remote_code)
         params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
@@ -200,6 +203,8 @@ class PPOTrainer:
             text = format_prompt(self.tokenizer, p.instruction, p.input)
             if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.cfg.query_len:
                 keep.append(p)
+        if 0 < len(keep) < len(prompts):
+            log.warning("PPO: left out %d of %d prompts longer than query_len = %d tokens", len(prompts) - len(keep), len(prompts), self.cfg.query_len)
         return keep
 
     def _batch_indices(self, step: int) -> list[int]:
@@ -425,10 +430,28 @@ def _make_tracker(kind: str, out: Path):
     raise ValueError(f"unknown report_to {kind!r}")
 
 
+PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", "tensorboard", "wandb")
+
+
 def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:
-    """Train with PPO; the final policy is saved to ``out/policy``."""
-    out = Path(out)
-    trainer = PPOTrainer(cfg, reward=reward, out=out, gold=gold)
-    last = trainer.train(resume=resume)
-    trainer.save_policy(out / "policy")
+    """Train with PPO; the final policy is saved to ``out/policy``.
+
+    ``out`` is written in place (checkpoints let ``resume`` continue); a fresh run over an
+    earlier rlop PPO output first removes what that run wrote.
+    """
+    from accelerate import PartialState
+
+    if reward is None:
+        require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
+    main = PartialState().is_main_process
+    with claim(out, "ppo", main=main) as out:
+        if main:
+            if not resume:
+                remove_owned(out)
+            own(out, *PPO_ENTRIES)
+        trainer = PPOTrainer(cfg, reward=reward, out=out, gold=gold)
+        last = trainer.train(resume=resume)
+        trainer.save_policy(out / "policy")
+        if main:
+            complete(out)
     return last

@@ -21,58 +21,69 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rlop.config import to_dict
+from rlop.config import ConfigError, StageConfig, opt, to_dict
 from rlop.data import PreferenceExample, load_preferences
+from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
 from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
 from rlop.training.losses import bradley_terry_loss
-from rlop.utils import MetricsLogger, atomic_dir, derive_seed
+from rlop.outputs import staged
+from rlop.utils import MetricsLogger, derive_seed
 
 log = logging.getLogger(__name__)
 
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
+RepLoss = Literal["none", "mib", "infomax", "mvi", "cl"]
+Negatives = Literal["roll", "all"]
+SKL = Literal["closed", "mc"]
+
 
 @dataclass
-class RewardConfig:
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "initial weights: the SFT model directory (or a saved RM)"})
-    train_file: str = field(default="sandbox:preference", metadata={"help": "preference JSONL (AlpacaFarm or TRL format)"})
-    eval_file: str = field(default="", metadata={"help": "held-out preference JSONL; empty: hold out eval_holdout pairs of train_file"})
-    eval_holdout: int = 500
-    max_train_pairs: int = 0
-    max_length: int = 512
-    epochs: float = 1.0
-    learning_rate: float = 3e-6
-    per_device_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
+class RewardConfig(StageConfig):
+    model: str = opt(DEFAULT_MODEL, "initial weights: the SFT model directory (or a saved reward model)")
+    train_file: str = opt("sandbox:preference", "preferences D: JSONL/JSON in AlpacaFarm or TRL format, hf:NAME[:SPLIT], or sandbox:preference")
+    eval_file: str = opt("", "held-out preferences; empty: hold out eval_holdout pairs of train_file")
+    eval_holdout: int = opt(500, "pairs of train_file held out for accuracy when no eval_file is given (at most a fifth)", ge=0)
+    max_train_pairs: int = opt(0, "use at most this many training pairs of D (0: all)", ge=0)
+    max_length: int = opt(512, "tokens per scored text; longer texts lose their beginning", ge=8)
+    epochs: float = opt(1.0, "passes over the training pairs", gt=0)
+    learning_rate: float = opt(3e-6, "peak learning rate of the reward model", gt=0)
+    per_device_batch_size: int = opt(2, "pairs per device per micro-batch", ge=1)
+    gradient_accumulation_steps: int = opt(8, "micro-batches per optimizer step", ge=1)
+    warmup_ratio: float = opt(0.03, "share of the steps spent warming up the learning rate", ge=0, le=0.999)
+    lr_scheduler: Scheduler = opt("cosine", "learning-rate schedule (transformers names)")
+    weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
+    max_grad_norm: float = opt(1.0, "gradient clipping norm", gt=0)
+    seed: int = opt(42, "random seed (hold-out split, data order, head init)")
     # RLP-SPG: synthetic preference pairs
-    synthetic_file: str = field(default="", metadata={"help": "synthetic preference JSONL (from rlop spg) added to D"})
-    synthetic_ratio: float = field(default=0.0, metadata={"help": "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)"})
+    synthetic_file: str = opt("", "synthetic preference JSONL (from rlop spg) added to D (RLP-SPG)")
+    synthetic_ratio: float = opt(0.0, "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)", ge=0)
     # RLP-UML: representation loss on view pairs
-    views_file: str = field(default="", metadata={"help": "policy samples JSONL (from rlop sample) for view pairs"})
-    rep_loss: str = field(default="none", metadata={"help": "none|mib|infomax|mvi|cl"})
-    rep_lambda: float = 0.5
-    latent_dim: int = 64
-    head_hidden: int = 1024
-    head_lr: float = 1e-4
-    negatives: str = field(default="roll", metadata={"help": "roll (one rolled negative, Federici) | all (all off-diagonal pairs)"})
-    skl: str = field(default="closed", metadata={"help": "closed | mc"})
-    view_pairs_per_instruction: int = 1
-    view_batch_size: int = 8
-    cl_temperature: float = 0.1
-    trust_remote_code: bool = False
+    views_file: str = opt("", "policy samples JSONL (from rlop sample) for view pairs (RLP-UML)")
+    rep_loss: RepLoss = opt("none", "representation loss on view pairs: mib (RLP-UML), its ablations infomax, mvi, cl, or none")
+    rep_lambda: float = opt(0.5, "weight lambda of the representation loss", ge=0)
+    latent_dim: int = opt(64, "latent size of the UML encoders", ge=1)
+    head_hidden: int = opt(1024, "hidden width of the UML encoders and critic", ge=1)
+    head_lr: float = opt(1e-4, "learning rate of the UML heads", gt=0)
+    negatives: Negatives = opt("roll", "JS critic negatives: roll (one rolled negative, Federici) | all (all off-diagonal pairs)")
+    skl: SKL = opt("closed", "symmetrized KL of the MIB: closed form or mc (Monte Carlo)")
+    view_pairs_per_instruction: int = opt(1, "view pairs drawn per unlabeled instruction", ge=1)
+    view_batch_size: int = opt(8, "view pairs per device per micro-batch", ge=2)
+    cl_temperature: float = opt(0.1, "InfoNCE temperature of the cl ablation", gt=0)
+    trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
+
+    def check(self) -> None:
+        if self.rep_loss != "none" and not self.views_file:
+            raise ConfigError(f"--rep-loss {self.rep_loss} needs --views-file (policy samples from rlop sample)")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(model="tiny", max_train_pairs=64, eval_holdout=16, max_length=128, learning_rate=1e-3, per_device_batch_size=4, gradient_accumulation_steps=1, head_hidden=64, view_batch_size=4),
@@ -306,11 +317,32 @@ class _nullcontext:
         return False
 
 
+def dedupe_pairs(pairs: list[PreferenceExample], seen: set | None = None) -> tuple[list[PreferenceExample], int]:
+    """Drop exact repeats (same instruction, input, chosen and rejected) and pairs already in ``seen``."""
+    seen = set() if seen is None else seen
+    out = []
+    for p in pairs:
+        key = (p.instruction, p.input, p.chosen, p.rejected)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out, len(pairs) - len(out)
+
+
 def load_reward_data(cfg: RewardConfig):
-    """Read and validate everything before any training starts."""
-    pairs = load_preferences(cfg.train_file)
+    """Read and validate everything before any training starts.
+
+    Repeated pairs are dropped (and counted) before the hold-out split, so held-out accuracy
+    is never measured on copies of training pairs.
+    """
+    pairs, dup = dedupe_pairs(load_preferences(cfg.train_file))
+    if dup:
+        log.warning("%s: dropped %d repeated preference pairs", cfg.train_file, dup)
     if cfg.eval_file:
-        train, ev = pairs, load_preferences(cfg.eval_file)
+        ev, leak = dedupe_pairs(load_preferences(cfg.eval_file), {(p.instruction, p.input, p.chosen, p.rejected) for p in pairs})
+        if leak:
+            log.warning("%s: dropped %d held-out pairs that repeat a pair of %s", cfg.eval_file, leak, cfg.train_file)
+        train = pairs
     else:
         train, ev = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
     if cfg.max_train_pairs:
@@ -322,17 +354,19 @@ def load_reward_data(cfg: RewardConfig):
 
 
 def run_reward(cfg: RewardConfig, out: str | Path) -> dict[str, float]:
-    """Train a reward model and save it to ``out`` atomically; returns the eval metrics."""
+    """Train a reward model and save it to ``out`` (published only when complete); returns the eval metrics."""
+    from accelerate import PartialState
+
     train, ev, views, n_syn = load_reward_data(cfg)
     aux = None
     if cfg.rep_loss != "none":
         from rlop.rlp.uml import build_rep_loss
 
         if not views:
-            raise ValueError(f"--rep-loss {cfg.rep_loss} needs --views-file with policy samples")
+            raise DataError(cfg.views_file, None, "responses", f"--rep-loss {cfg.rep_loss} needs view pairs: no instruction has two distinct responses")
         aux = lambda hidden: build_rep_loss(cfg, hidden)  # noqa: E731
-    trainer = RewardTrainer(cfg, aux=aux)
-    with atomic_dir(out, main=trainer.accelerator.is_main_process) as tmp:
+    with staged(out, "reward", main=PartialState().is_main_process) as tmp:
+        trainer = RewardTrainer(cfg, aux=aux)
         result = trainer.train(train, ev, views, out=tmp)
         result["synthetic_pairs"] = n_syn
         trainer.save(tmp, extra={"result": result})

@@ -10,39 +10,43 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
-from rlop.config import to_dict
+from rlop.config import StageConfig, opt, to_dict
 from rlop.data import format_prompt, load_instructions
+from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.models.precision import resolve as resolve_precision
-from rlop.utils import atomic_dir
+from rlop.outputs import staged
 
 log = logging.getLogger(__name__)
 
 
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
+
+
 @dataclass
-class SFTConfig:
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model spec: builtin:NAME, tiny, HF id or directory"})
-    train_file: str = field(default="sandbox:sft", metadata={"help": "instruction JSONL with outputs (or sandbox:sft)"})
-    max_examples: int = 0
-    max_length: int = 512
-    epochs: float = 3.0
-    learning_rate: float = 2e-5
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    lora_r: int = 0
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    seed: int = 42
-    trust_remote_code: bool = False
+class SFTConfig(StageConfig):
+    model: str = opt(DEFAULT_MODEL, "model spec: builtin:NAME, tiny, a Hugging Face id or a local directory")
+    train_file: str = opt("sandbox:sft", "demonstrations: instruction JSONL/JSON with outputs, hf:NAME[:SPLIT], or sandbox:sft")
+    max_examples: int = opt(0, "use at most this many demonstrations (0: all)", ge=0)
+    max_length: int = opt(512, "tokens per example (prompt + response); longer examples are dropped and counted", ge=8)
+    epochs: float = opt(3.0, "passes over the demonstrations", gt=0)
+    learning_rate: float = opt(2e-5, "peak learning rate", gt=0)
+    per_device_batch_size: int = opt(4, "examples per device per micro-batch", ge=1)
+    gradient_accumulation_steps: int = opt(4, "micro-batches per optimizer step", ge=1)
+    warmup_ratio: float = opt(0.03, "share of the steps spent warming up the learning rate", ge=0, le=0.999)
+    lr_scheduler: Scheduler = opt("cosine", "learning-rate schedule (transformers names)")
+    weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
+    lora_r: int = opt(0, "LoRA rank (0: full fine-tuning); the adapter is merged before saving", ge=0)
+    lora_alpha: int = opt(32, "LoRA alpha", ge=1)
+    lora_dropout: float = opt(0.05, "LoRA dropout", ge=0, le=0.999)
+    seed: int = opt(42, "random seed (data order, dropout, LoRA init)")
+    trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(model="tiny", max_examples=32, max_length=128, epochs=1, learning_rate=1e-3, per_device_batch_size=8, gradient_accumulation_steps=1),
@@ -51,33 +55,45 @@ class SFTConfig:
     }
 
 
-def build_sft_dataset(tokenizer, examples):
+def build_sft_dataset(tokenizer, examples, max_length: int | None = None, source: str = "demonstrations"):
+    """Prompt/completion rows; with ``max_length``, demonstrations longer than it are left out.
+
+    A cut demonstration would teach a response without its end (and, with the loss on the
+    completion only, a cut prompt teaches nothing), so rlop drops them and says how many.
+    """
     from datasets import Dataset
 
     rows = [{"prompt": format_prompt(tokenizer, e.instruction, e.input), "completion": e.output} for e in examples]
-    return Dataset.from_list(rows)
+    if max_length is None:
+        return Dataset.from_list(rows)
+    eos = tokenizer.eos_token or ""
+    kept = [r for r in rows if len(tokenizer(r["prompt"] + r["completion"] + eos, add_special_tokens=False)["input_ids"]) <= max_length]
+    if not kept:
+        raise DataError(source, None, None, f"all {len(rows)} examples are longer than max_length = {max_length} tokens; "
+                        "raise --max-length or shorten them")
+    if len(kept) < len(rows):
+        log.warning("SFT: left out %d of %d demonstrations longer than max_length = %d tokens", len(rows) - len(kept), len(rows), max_length)
+    return Dataset.from_list(kept)
 
 
 def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
-    """Train and save the SFT model to ``out`` (atomically). Returns the path."""
+    """Train and save the SFT model to ``out`` (published only when complete). Returns the path."""
     import trl
+    from accelerate import PartialState
     from transformers import TrainerCallback
 
     examples = load_instructions(cfg.train_file, require_output=True, limit=cfg.max_examples or None)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    tokenizer.padding_side = "right"
-    model = load_causal_lm(cfg.model, trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
-    dataset = build_sft_dataset(tokenizer, examples)
-    peft_config = None
-    if cfg.lora_r > 0:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM")
-
     out = Path(out)
-    from accelerate import PartialState
+    with staged(out, "sft", main=PartialState().is_main_process) as tmp:
+        tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+        tokenizer.padding_side = "right"
+        dataset = build_sft_dataset(tokenizer, examples, cfg.max_length, cfg.train_file)
+        model = load_causal_lm(cfg.model, trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
+        peft_config = None
+        if cfg.lora_r > 0:
+            from peft import LoraConfig
 
-    with atomic_dir(out, main=PartialState().is_main_process) as tmp:
+            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM")
         metrics_path = tmp / "metrics.jsonl"
 
         class JsonlMetrics(TrainerCallback):
