@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -78,3 +79,132 @@ def test_parse():
     assert APIJudge.parse("I prefer output (a).") == "a"
     assert APIJudge.parse("Output (a) or Output (b)") is None
     assert APIJudge.parse("neither") is None
+
+
+# ------------------------------------------------------------------ failures a user meets (rlop eval --annotator api)
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers each request with the next scripted action; 'ok' prefers output (b)."""
+
+    script: list = []
+    count = 0
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        Scripted.count += 1
+        action = Scripted.script.pop(0) if Scripted.script else "ok"
+        if action == "reset":  # close the socket without an answer
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        if action == "badstatus":
+            self.wfile.write(b"NOT-HTTP garbage\r\n\r\n")
+            self.close_connection = True
+            return
+        if action.isdigit():
+            self.send_response(int(action))
+            if action == "429":
+                self.send_header("Retry-After", "0.05")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = {"ok": json.dumps({"choices": [{"message": {"content": "Output (b)"}}]}).encode(), "nonjson": b"<html>oops</html>",
+                "nochoices": b'{"error": "x"}', "latin1": b'{"choices": "\xff\xfe"}'}[action]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def scripted():
+    srv = HTTPServer(("127.0.0.1", 0), Scripted)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    Scripted.script, Scripted.count = [], 0
+    yield f"http://127.0.0.1:{srv.server_port}/v1"
+    srv.shutdown()
+
+
+def eval_files(tmp_path, n=3):
+    from tests.conftest import write_jsonl
+
+    refs = write_jsonl(tmp_path / "refs.jsonl", [{"instruction": f"q{i}", "output": f"ref {i}"} for i in range(n)])
+    outs = write_jsonl(tmp_path / "outs.jsonl", [{"instruction": f"q{i}", "output": f"model {i}"} for i in range(n)])
+    return refs, outs
+
+
+def run_eval_cli(tmp_path, base, capsys, n=3):
+    from rlop.cli import main
+
+    refs, outs = eval_files(tmp_path, n)
+    code = main(["eval", "--annotator", "api", "--api-base", base, "--api-retries", "2", "--api-backoff", "0.01", "--eval-file", str(refs),
+                 "--outputs", str(outs), "--out", str(tmp_path / "ev")])
+    return code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("first,message", [("401", "HTTP 401 (unauthorized"), ("403", "HTTP 403"), ("404", "HTTP 404 (not found"),
+                                            ("nonjson", "did not answer with a chat completion"), ("nochoices", "did not answer with a chat completion"),
+                                            ("latin1", "did not answer with a chat completion")])
+def test_api_first_hard_failure_stops_with_exit_2(tmp_path, scripted, capsys, first, message):
+    Scripted.script = [first]
+    code, io = run_eval_cli(tmp_path, scripted, capsys)
+    assert code == 2 and message in io.err and "Traceback" not in io.err
+    assert Scripted.count == 1  # never retried
+    assert not (tmp_path / "ev").exists()
+
+
+def test_api_unreachable_endpoint_stops_at_once(tmp_path, capsys):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    t = time.time()
+    code, io = run_eval_cli(tmp_path, f"http://127.0.0.1:{port}/v1", capsys)
+    assert code == 2 and "cannot reach" in io.err and time.time() - t < 10
+    assert not (tmp_path / "ev").exists()
+
+
+def test_api_retries_429_with_retry_after_and_5xx_and_dropped_connections(tmp_path, scripted, capsys):
+    Scripted.script = ["429", "ok", "500", "reset", "ok", "badstatus", "ok"]
+    code, io = run_eval_cli(tmp_path, scripted, capsys)
+    assert code == 0, io.err
+    res = json.loads((tmp_path / "ev" / "winrate.json").read_text())
+    assert res["n"] == 3 and res["annotator_stats"]["retries"] == 4 and res["annotator_stats"]["failed"] == 0
+    assert "HTTP 429, retry 1/2 in 0.1 s" in io.err and "HTTP 500" in io.err and "connection dropped" in io.err
+
+
+def test_api_items_failing_in_a_row_stop_the_command_and_write_nothing(tmp_path, scripted, capsys):
+    Scripted.script = ["ok"] + ["503"] * 30
+    code, io = run_eval_cli(tmp_path, scripted, capsys, n=6)
+    assert code == 2 and "3 items in a row failed (HTTP 503)" in io.err
+    assert Scripted.count == 1 + 3 * 3  # one answer, then three items of three attempts
+    assert not (tmp_path / "ev").exists()
+
+
+def test_api_no_usable_verdict_is_an_error_not_nan(tmp_path, capsys):
+    code, io = None, None
+    srv = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    Handler.script = ["garbage"] * 10
+    try:
+        code, io = run_eval_cli(tmp_path, f"http://127.0.0.1:{srv.server_port}/v1", capsys)
+    finally:
+        srv.shutdown()
+    assert code == 2 and "no usable verdict" in io.err and not (tmp_path / "ev").exists()
+
+
+def test_retry_after_parses_seconds_and_dates():
+    from email.utils import formatdate
+
+    from rlop.evaluation.annotators import retry_after_seconds
+
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert 5 < retry_after_seconds(formatdate(time.time() + 10, usegmt=True)) <= 10

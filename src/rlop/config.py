@@ -40,7 +40,7 @@ SECTIONS = {
     "spg": "rlop.rlp.spg:SPGConfig",
     "sample": "rlop.rlp.samples:SampleConfig",
     "collect": "rlop.sandbox.collect:CollectConfig",
-    "eval": "rlop.evaluation.annotators:EvalConfig",
+    "eval": "rlop.evaluation.winrate:EvalConfig",
     "sandbox": "rlop.sandbox.world:SandboxConfig",
     "run": "rlop.pipeline.run:RunConfig",
 }

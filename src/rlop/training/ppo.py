@@ -430,7 +430,7 @@ def _make_tracker(kind: str, out: Path):
     raise ValueError(f"unknown report_to {kind!r}")
 
 
-PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", "tensorboard", "wandb")
+PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", "tensorboard", "wandb")
 
 
 def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:

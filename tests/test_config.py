@@ -1,0 +1,90 @@
+"""Config dataclasses: precedence, validation of every field before any model loads, YAML strictness."""
+
+import dataclasses
+
+import pytest
+
+from rlop.config import SECTIONS, ConfigError, build_config, choices_of, section_class
+
+CLASSES = {name: section_class(name) for name in SECTIONS}
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_defaults_and_presets_are_valid_and_every_field_documented(section):
+    cls = CLASSES[section]
+    cls()
+    for preset in cls.PRESETS:
+        build_config(cls, preset)
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_every_bound_and_choice_is_enforced(section):
+    cls = CLASSES[section]
+    for f in dataclasses.fields(cls):
+        m = f.metadata
+        bad = []
+        if m.get("ge") is not None:
+            bad.append(m["ge"] - 1)
+        if m.get("gt") is not None:
+            bad.append(m["gt"])
+        if m.get("le") is not None:
+            bad.append(m["le"] + 1)
+        if choices_of(cls, f):
+            bad.append("no-such-choice")
+        if f.type in ("int", "float"):
+            bad.append("text")
+        for value in bad:
+            with pytest.raises(ConfigError, match=f.name):
+                cls(**{f.name: value})
+
+
+def test_precedence_defaults_preset_yaml_section_flags(tmp_path):
+    from rlop.training.ppo import PPOConfig
+
+    assert build_config(PPOConfig).steps == 40  # default
+    assert build_config(PPOConfig, "cpu").steps == 30  # preset
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 7\nkl_coef: 0.5\nppo:\n  steps: 9\nsft:\n  epochs: 2\n")
+    cfg = build_config(PPOConfig, "cpu", f, section="ppo")
+    assert (cfg.steps, cfg.kl_coef) == (9, 0.5)  # section over top level over preset
+    assert build_config(PPOConfig, "cpu", f, {"steps": "11"}, section="ppo").steps == 11  # flags last
+
+
+def test_top_level_keys_of_other_stages_are_allowed_in_a_shared_file(tmp_path):
+    from rlop.training.sft import SFTConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text("kl_coef: 0.1\nepochs: 2\n")  # kl_coef belongs to ppo
+    assert build_config(SFTConfig, None, f, section="sft").epochs == 2.0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("- a\n- b\n", "expected a mapping"),
+    ("ppo: [1, 2]\n", "section 'ppo:' must be a mapping"),
+    ("ppo:\n  stepz: 3\n", "did you mean steps"),
+    ("reward:\n  learning_rate: fast\n", "expects float"),
+    ("sft:\n  trust_remote_code: maybe\n", "expects bool"),
+    ("sft:\n  epochs: [1]\n", "expects float"),
+    ("sft: {epochs: 1\n", "invalid YAML"),
+])
+def test_bad_yaml_is_rejected_with_file_and_key(tmp_path, text, message):
+    from rlop.training.sft import SFTConfig
+
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        build_config(SFTConfig, None, f, section="sft")
+
+
+def test_cross_field_rules():
+    from rlop.training.ppo import PPOConfig
+    from rlop.training.reward import RewardConfig
+
+    with pytest.raises(ConfigError, match="needs --views-file"):
+        RewardConfig(rep_loss="mib")
+    with pytest.raises(ConfigError, match="must not exceed --rollout-batch-size"):
+        PPOConfig(rollout_batch_size=8, step_batch_size=16)
+    with pytest.raises(ConfigError, match="unknown 'x'"):
+        section_class("run")(methods="ppo,x")
