@@ -119,7 +119,7 @@ def encode_prompts(tok: PreTrainedTokenizerBase, prompts: Sequence[str], limit: 
     ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
     cut = 0
     if limit is not None:
-        cut = sum(len(x) > limit for x in ids)
+        cut = len({p for p, x in zip(prompts, ids) if len(x) > limit})  # distinct prompts, not samples of one prompt
         ids = [x[-limit:] if len(x) > limit else x for x in ids]
     width = max(len(x) for x in ids)
     pad = tok.pad_token_id
