@@ -20,4 +20,5 @@ if trainer.accelerator.is_main_process:
     flat = torch.cat([p.detach().flatten() for p in rm.parameters()])
     json.dump({"losses": [h["loss"] for h in trainer.history], "params": flat[:: max(1, len(flat) // 5000)].tolist(),
                "processes": trainer.accelerator.num_processes, **result}, open(out, "w"))
+trainer.accelerator.wait_for_everyone()  # both ranks reach the teardown together (gloo aborts otherwise)
 trainer.accelerator.end_training()  # tear the process group down before exit
