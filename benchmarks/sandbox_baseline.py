@@ -18,7 +18,7 @@ from collections import defaultdict
 from rlop.data.io import load_instructions
 from rlop.models.generation import SamplingConfig
 from rlop.rlp.judges import make_judge
-from rlop.rlp.samples import sample_responses
+from rlop.models.sampling import sample_responses
 from rlop.rlp.spg import cluster
 from rlop.sandbox.gold import gold_success
 

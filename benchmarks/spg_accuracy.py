@@ -19,8 +19,8 @@ from pathlib import Path
 
 from rlop.rewards import RewardModelReward
 from rlop.rlp.judges import AnswerJudge, make_judge
-from rlop.rlp.samples import load_samples
-from rlop.rlp.spg import PolicyPairwiseJudge, SPGConfig, generate
+from rlop.data.samples import load_samples
+from rlop.rlp.spg import PolicyAnnotator, SPGConfig, generate
 from rlop.sandbox.gold import GoldAnnotator
 
 PAPER = {"rlaif": 52, "reward": 56, "select-all": 55, "spg": 59}
@@ -41,7 +41,7 @@ def main() -> None:
     print("| variant | gold accuracy of synthetic pairs | correct/pairs | acceptance | paper Pref. Acc. |\n|---|---|---|---|---|")
     for variant in ("rlaif", "reward", "select-all", "spg"):
         cfg = SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge)
-        pj = PolicyPairwiseJudge(str(run / "ppo" / "policy")) if variant == "rlaif" else None
+        pj = PolicyAnnotator(str(run / "ppo" / "policy")) if variant == "rlaif" else None
         rows, st = generate(sets, cfg, reward, judge, pj)
         correct = total = 0
         for r in rows:

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from rlop.data.io import InstructionExample
-from rlop.evaluation.annotators import APIJudge
+from rlop.evaluation.annotators import APIAnnotator
 from rlop.evaluation.winrate import win_rate
 
 
@@ -52,7 +52,7 @@ def server():
 
 
 def test_api_annotator_unswaps_retries_and_drops_unparseable(server):
-    judge = APIJudge(base_url=server, api_key="k", model="m", retries=2, backoff=0.01)
+    judge = APIAnnotator(base_url=server, api_key="k", model="m", retries=2, backoff=0.01)
     exs = [InstructionExample(f"question {i}", "", f"short ref {i}") for i in range(12)]
     outs = [f"LONG answer {i}" for i in range(12)]
     Handler.script = ["500", "prefer-long", "garbage"]
@@ -68,17 +68,17 @@ def test_api_annotator_unswaps_retries_and_drops_unparseable(server):
 
 
 def test_api_annotator_gives_up_after_retries(server):
-    judge = APIJudge(base_url=server, retries=1, backoff=0.01)
+    judge = APIAnnotator(base_url=server, retries=1, backoff=0.01)
     Handler.script = ["500", "500"]
     assert judge.prefer(InstructionExample("q", "", "r"), "a", "b") is None
     assert judge.stats["failed"] == 1
 
 
 def test_parse():
-    assert APIJudge.parse("Output (b)") == "b"
-    assert APIJudge.parse("I prefer output (a).") == "a"
-    assert APIJudge.parse("Output (a) or Output (b)") is None
-    assert APIJudge.parse("neither") is None
+    assert APIAnnotator.parse("Output (b)") == "b"
+    assert APIAnnotator.parse("I prefer output (a).") == "a"
+    assert APIAnnotator.parse("Output (a) or Output (b)") is None
+    assert APIAnnotator.parse("neither") is None
 
 
 # ------------------------------------------------------------------ failures a user meets (rlop eval --annotator api)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from rlop.data.io import DataError, load_instructions, load_preferences
-from rlop.rlp.samples import load_samples
+from rlop.data.samples import load_samples
 
 GOOD = [
     {"instruction": "Say hi", "input": "", "output": "hi"},

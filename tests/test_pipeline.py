@@ -31,11 +31,26 @@ def test_bootstrap_ci_brackets_mean():
     assert lo < 0.6 < hi and hi - lo < 0.25
 
 
+# one distinctive value per YAML section; each stage of rlop run must record it in its stage.json
+SECTION_VALUES = {"sft": ("weight_decay", 0.01, ["sft"]), "collect": ("p_label_flip", 0.2, ["collect"]),
+                  "reward": ("max_grad_norm", 0.9, ["rm", "rm-spg", "rm-uml"]), "ppo": ("max_grad_norm", 0.8, ["ppo", "ppo-spg", "ppo-uml"]),
+                  "sample": ("top_p", 0.95, ["samples"]), "spg": ("threshold", 0.8, ["spg"]), "bon": ("top_p", 0.85, ["bon"])}
+
+
 @pytest.mark.slow
 def test_rlop_run_tiny_all_methods(tmp_path):
+    import json
+
+    import yaml
+
     from rlop.cli import main
 
-    assert main(["run", "--preset", "tiny", "--out", str(tmp_path / "run")]) == 0
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({section: {key: value} for section, (key, value, _) in SECTION_VALUES.items()}))
+    assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    for section, (key, value, stages) in SECTION_VALUES.items():
+        for stage in stages:
+            assert json.loads((tmp_path / "run" / stage / "stage.json").read_text())["config"][key] == value, (section, stage)
     report = (tmp_path / "run" / "report.md").read_text()
     for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg"):
         assert f"| {m} |" in report

@@ -75,7 +75,7 @@ def test_best_of_n_picks_highest_reward(tiny_sft):
     reward = load_reward("python:tests.helpers_rewards:letter_e")
     rows = best_of_n(cfg, reward)
     assert len(rows) == 3
-    from rlop.rlp.samples import sample_responses
+    from rlop.models.sampling import sample_responses
     from rlop.models.generation import SamplingConfig
     from rlop.data import load_instructions
 

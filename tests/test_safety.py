@@ -37,11 +37,11 @@ def world(tmp_path):
     user = tmp_path / "d"
     user.mkdir()
     (user / "thesis.txt").write_text("four years of work")
-    plain = write_jsonl(tmp_path / "plain.jsonl", [{"instruction": "Say hi", "output": "hi"}])
-    long = write_jsonl(tmp_path / "long.jsonl", [{"instruction": "Say hi", "output": "word " * 400}])
-    nospec_ref = write_jsonl(tmp_path / "ref.jsonl", [{"instruction": "q", "output": "r"}])
-    badspec_ref = write_jsonl(tmp_path / "badref.jsonl", [{"instruction": "q", "output": "r", "spec": {"type": "number"}}])
-    outs = write_jsonl(tmp_path / "outs.jsonl", [{"instruction": "q", "output": "r"}])
+    write_jsonl(tmp_path / "plain.jsonl", [{"instruction": "Say hi", "output": "hi"}])
+    write_jsonl(tmp_path / "long.jsonl", [{"instruction": "Say hi", "output": "word " * 400}])
+    write_jsonl(tmp_path / "ref.jsonl", [{"instruction": "q", "output": "r"}])
+    write_jsonl(tmp_path / "badref.jsonl", [{"instruction": "q", "output": "r", "spec": {"type": "number"}}])
+    write_jsonl(tmp_path / "outs.jsonl", [{"instruction": "q", "output": "r"}])
     (tmp_path / "adir").mkdir()
     (tmp_path / "a_file").write_text("keep me")
     return tmp_path
@@ -83,6 +83,7 @@ CASES = [
     ("ppo_without_reward", "ppo --preset tiny --out {t}/o", "--reward is required"),
     ("bon_without_reward", "bon --preset tiny --out {t}/o", "--reward is required"),
     ("report_on_user_folder", "report {t}/d", "not a finished rlop run"),
+    ("run_with_unused_section", "run --preset tiny --config {t}/evalsec.yaml --out {t}/o", "does not use section(s) eval"),
 ]
 
 
@@ -92,6 +93,7 @@ def test_user_error_exits_2_and_touches_nothing(world, capsys, name, argv, messa
     (world / "sfft.yaml").write_text("sfft:\n  epochs: 1\n")
     (world / "scalar.yaml").write_text("sft: 3\n")
     (world / "misplaced.yaml").write_text("sft:\n  rep_loss: mib\n")
+    (world / "evalsec.yaml").write_text("eval:\n  annotator: api\n")
     before = snapshot(world)
     code, err = cli(argv.format(t=world).split(), capsys)
     assert code == 2, err

@@ -6,7 +6,7 @@ import pytest
 
 from rlop.data.io import InstructionExample
 from rlop.rlp.judges import AnswerJudge, normalize_answer
-from rlop.rlp.samples import SampleSet
+from rlop.data.samples import SampleSet
 from rlop.rlp.spg import SPGConfig, cluster, generate, select_pair
 
 

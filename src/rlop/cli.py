@@ -41,7 +41,7 @@ COMMANDS: dict[str, Command] = {
     "collect": Command("step 1: two policy responses per instruction, labelled by a simulated annotator", "rlop.sandbox.collect:CollectConfig", "collect"),
     "reward": Command("steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", "rlop.training.reward:RewardConfig", "reward"),
     "ppo": Command("steps 3 and 5: PPO from the SFT policy against a reward", "rlop.training.ppo:PPOConfig", "ppo"),
-    "sample": Command("n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", "rlop.rlp.samples:SampleConfig", "sample"),
+    "sample": Command("n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", "rlop.models.sampling:SampleConfig", "sample"),
     "spg": Command("step 4 (RLP-SPG): synthetic preferences from clustered policy samples", "rlop.rlp.spg:SPGConfig", "spg"),
     "bon": Command("best-of-n baseline: sample n, keep the highest-reward response", "rlop.training.best_of_n:BestOfNConfig", "bon"),
     "eval": Command("win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)",
@@ -117,9 +117,10 @@ def _do_collect(cfg, args) -> str:
 
 
 def _do_reward(cfg, args) -> str:
+    from rlop.rlp.uml import run_uml_reward
     from rlop.training.reward import run_reward
 
-    return json.dumps(run_reward(cfg, args.out), indent=2)
+    return json.dumps((run_uml_reward if cfg.rep_loss != "none" else run_reward)(cfg, args.out), indent=2)
 
 
 def _do_ppo(cfg, args) -> str:
@@ -132,7 +133,7 @@ def _do_ppo(cfg, args) -> str:
 
 
 def _do_sample(cfg, args) -> str:
-    from rlop.rlp.samples import run_sample
+    from rlop.models.sampling import run_sample
 
     return f"{cfg.n} samples per instruction written to {run_sample(cfg, args.out)}"
 

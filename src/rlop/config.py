@@ -38,7 +38,7 @@ SECTIONS = {
     "ppo": "rlop.training.ppo:PPOConfig",
     "bon": "rlop.training.best_of_n:BestOfNConfig",
     "spg": "rlop.rlp.spg:SPGConfig",
-    "sample": "rlop.rlp.samples:SampleConfig",
+    "sample": "rlop.models.sampling:SampleConfig",
     "collect": "rlop.sandbox.collect:CollectConfig",
     "eval": "rlop.evaluation.winrate:EvalConfig",
     "sandbox": "rlop.sandbox.world:SandboxConfig",
@@ -267,6 +267,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def stage_record(stage: str, cfg: Any, **extra: Any) -> dict[str, Any]:
+    """What a stage writes to ``rlop_config.json``: its name, its config and the compute precision it ran in."""
+    from rlop.models.precision import resolve
+
+    return {"stage": stage, **to_dict(cfg), "precision": resolve(), **extra}
 
 
 def require(cfg: Any, name: str, why: str) -> None:

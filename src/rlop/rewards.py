@@ -5,7 +5,7 @@ PPO, best-of-n and SPG take any :class:`Reward`:
 * :class:`RewardModelReward` - a saved reward model, scored with its own tokenizer and
   prompt format (so the policy and the RM may use different tokenizers);
 * :class:`CallableReward` - any Python function ``f(instruction, input, response) -> float``;
-* :class:`GoldReward` - the sandbox gold score (needs the task spec in ``example.meta``).
+* ``gold`` - :class:`rlop.sandbox.gold.GoldAnnotator`, the sandbox gold score (needs the task spec in ``example.meta``).
 
 ``load_reward("DIR" | "gold" | "python:pkg.module:function")`` builds one from a string.
 """
@@ -42,24 +42,11 @@ class CallableReward:
         return [float(self.fn(e.instruction, e.input, r)) for e, r in zip(examples, responses)]
 
 
-class GoldReward:
-    """Sandbox gold score in [0, 1]."""
-
-    def __call__(self, examples, responses):
-        from rlop.sandbox.gold import gold_score
-
-        out = []
-        for e, r in zip(examples, responses):
-            spec = e.meta.get("spec")
-            if spec is None:
-                raise ValueError("the gold reward needs sandbox tasks (a 'spec' field in the data)")
-            out.append(gold_score(spec, r))
-        return out
-
-
 def load_reward(spec: str, **kw) -> Reward:
     if spec == "gold":
-        return GoldReward()
+        from rlop.sandbox.gold import GoldAnnotator
+
+        return GoldAnnotator()
     if spec.startswith("python:"):
         mod, _, fn = spec[len("python:"):].rpartition(":")
         return CallableReward(getattr(importlib.import_module(mod), fn))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,12 +12,6 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def derive_seed(*parts: int) -> int:

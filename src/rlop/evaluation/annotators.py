@@ -4,7 +4,7 @@
 verdict (dropped from the win-rate, as AlpacaFarm does).
 
 * ``gold``: the sandbox gold annotator (needs sandbox tasks);
-* ``reward``: a reward model as judge (higher score wins);
+* ``reward``: a reward model as annotator (higher score wins);
 * ``api``: any OpenAI-compatible chat-completions endpoint. Base URL from ``RLOP_API_BASE``
   (or ``OPENAI_BASE_URL``), key from ``RLOP_API_KEY`` (or ``OPENAI_API_KEY``), model from
   ``RLOP_API_MODEL``. The pair is shown in a seeded random order and un-swapped after
@@ -26,7 +26,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from rlop.data.io import InstructionExample
 from rlop.errors import UserError
 from rlop.utils import derive_seed
 
@@ -46,16 +45,7 @@ Answer with exactly "Output (a)" or "Output (b)"."""
 VERDICT_RE = re.compile(r"output\s*\(?\s*([ab])\s*\)?", re.I)
 
 
-class GoldJudge:
-    name = "gold"
-
-    def prefer(self, ex: InstructionExample, o1: str, o2: str) -> int | None:
-        from rlop.sandbox.gold import GoldAnnotator
-
-        return GoldAnnotator().prefer(ex.meta["spec"], o1, o2)
-
-
-class RewardJudge:
+class RewardAnnotator:
     name = "reward"
 
     def __init__(self, path: str):
@@ -101,7 +91,7 @@ class _Transient(Exception):
         self.wait = wait
 
 
-class APIJudge:
+class APIAnnotator:
     """Pairwise verdicts from an OpenAI-compatible chat-completions endpoint.
 
     A first request that fails hard (connection refused, unknown host, HTTP 400/401/403/404,
@@ -218,13 +208,15 @@ class APIJudge:
 
 
 def make_annotator(name: str, reward_model: str | None = None, **api_options):
-    """``gold`` | ``reward`` (needs ``reward_model``) | ``api`` (``api_options`` go to :class:`APIJudge`)."""
+    """``gold`` | ``reward`` (needs ``reward_model``) | ``api`` (``api_options`` go to :class:`APIAnnotator`)."""
     if name == "gold":
-        return GoldJudge()
+        from rlop.sandbox.gold import GoldAnnotator
+
+        return GoldAnnotator()
     if name == "reward":
         if not reward_model:
             raise AnnotatorError("--annotator reward needs --reward-model DIR")
-        return RewardJudge(reward_model)
+        return RewardAnnotator(reward_model)
     if name == "api":
-        return APIJudge(**api_options)
+        return APIAnnotator(**api_options)
     raise AnnotatorError(f"unknown annotator {name!r}: gold | reward | api")

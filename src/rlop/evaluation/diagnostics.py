@@ -19,7 +19,7 @@ GoldPair = tuple[InstructionExample, str, str, int]  # (example, a, b, gold verd
 
 def gold_pairs_from_samples(path: str | Path) -> list[GoldPair]:
     """Consecutive distinct samples (1st vs 2nd, 3rd vs 4th, ...) with different gold scores."""
-    from rlop.rlp.samples import load_samples
+    from rlop.data.samples import load_samples
     from rlop.sandbox.gold import gold_score
 
     pairs = []

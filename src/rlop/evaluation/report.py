@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlop.rlp.variants import VARIANTS
+
 
 def _plots(run: Path, methods: dict) -> list[str]:
     import matplotlib
@@ -25,7 +27,7 @@ def _plots(run: Path, methods: dict) -> list[str]:
     fig.savefig(run / "winrate.png", dpi=120)
     plt.close(fig)
     made.append("winrate.png")
-    ppo_dirs = [d for d in ("ppo", "ppo-spg", "ppo-uml") if (run / d / "metrics.jsonl").exists()]
+    ppo_dirs = [d for d in ("ppo", *sorted(v.ppo_stage for v in VARIANTS.values())) if (run / d / "metrics.jsonl").exists()]
     if ppo_dirs:
         fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
         for d in ppo_dirs:

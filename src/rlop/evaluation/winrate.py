@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
-from rlop.config import ConfigError, StageConfig, opt
-from rlop.data.io import InstructionExample
+from rlop.config import ConfigError, StageConfig, opt, require
+from rlop.data.io import DataError, InstructionExample, load_instructions
+from rlop.evaluation.annotators import AnnotatorError, make_annotator
+from rlop.outputs import staged
+from rlop.sandbox.gold import check_spec, gold_success
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float | None, float | None]:
@@ -65,16 +68,8 @@ def win_rate(
     }
 
 
-def gold_prefer(ex: InstructionExample, reference: str, output: str) -> int:
-    from rlop.sandbox.gold import GoldAnnotator
-
-    return GoldAnnotator().prefer(ex.meta["spec"], reference, output)
-
-
 def gold_success_rate(examples: Sequence[InstructionExample], outputs: Sequence[str] | Sequence[Sequence[str]]) -> float:
     """Share of outputs that solve their task (all samples of all instructions)."""
-    from rlop.sandbox.gold import gold_success
-
     hits = [gold_success(e.meta["spec"], o) for e, outs in zip(examples, outputs) for o in ([outs] if isinstance(outs, str) else outs)]
     return sum(hits) / max(len(hits), 1)
 
@@ -103,10 +98,6 @@ class EvalConfig(StageConfig):
 
 def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
     """Win-rate of ``cfg.outputs`` against the references; written to ``out/winrate.json`` when given."""
-    from rlop.config import require
-    from rlop.data.io import DataError, load_instructions
-    from rlop.evaluation.annotators import AnnotatorError, make_annotator
-
     require(cfg, "outputs", "the model outputs to evaluate")
     refs = load_instructions(cfg.eval_file, require_output=True, limit=cfg.max_prompts or None)
     outs = {(o.instruction, o.input): o.output or "" for o in load_instructions(cfg.outputs, require_output=True, allow_empty_output=True)}
@@ -114,7 +105,6 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
     if missing:
         raise DataError(cfg.outputs, None, "instruction", f"no output for {len(missing)} eval instructions, e.g. {missing[0].instruction[:60]!r}")
     if cfg.annotator == "gold":
-        from rlop.sandbox.gold import check_spec
 
         for n, r in enumerate(refs, start=1):
             problem = "missing: the gold annotator needs sandbox tasks" if "spec" not in r.meta else check_spec(r.meta["spec"])
@@ -130,7 +120,6 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
         raise AnnotatorError(f"no usable verdict for any of the {len(refs)} instructions (annotator {cfg.annotator}: "
                              f"{res.get('annotator_stats', {})}); nothing written")
     if out is not None:
-        from rlop.outputs import staged
 
         with staged(out, "eval") as tmp:
             (tmp / "winrate.json").write_text(json.dumps(res, indent=2, allow_nan=False))

@@ -3,8 +3,13 @@
 Stages (each a folder of the run directory, written atomically and skipped when its
 ``stage.json`` records the same key, i.e. the same config and inputs):
 
-    sft -> collect -> rm -> ppo -> samples -> {spg -> rm-spg -> ppo-spg, rm-uml -> ppo-uml}
+    sft -> collect -> rm -> ppo -> samples -> each RLP variant's step 4 -> its PPO
     sft + rm -> bon;   every policy -> outputs-METHOD -> eval -> report
+
+The RLP variants and their stages come from :data:`rlop.rlp.variants.VARIANTS` (today
+rlp-uml: rm-uml -> ppo-uml; rlp-spg: spg -> rm-spg -> ppo-spg). Each stage's YAML section
+(``sft:``, ``collect:``, ``reward:``, ``ppo:``, ``sample:``, ``spg:``, ``bon:``) applies as under
+its own command; the run's own options (``run:`` or flags) win where they overlap.
 
 PPO stages resume from their last checkpoint when a run was interrupted. ``--force STAGE``
 redoes a stage and everything after it.
@@ -17,18 +22,58 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
 from rlop import outputs
-from rlop.config import ConfigError, StageConfig, build_config, opt
+from rlop.config import ConfigError, StageConfig, build_config, opt, read_yaml
+from rlop.data.io import load_instructions
+from rlop.evaluation.diagnostics import gold_pairs_from_samples, reward_accuracy
+from rlop.evaluation.report import write_report
+from rlop.evaluation.winrate import gold_success_rate, win_rate
+from rlop.models.generation import SamplingConfig
+from rlop.models.precision import resolve as resolve_precision
+from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
-from rlop.utils import atomic_write_text
+from rlop.rewards import RewardModelReward
+from rlop.rlp.variants import VARIANTS
+from rlop.sandbox.collect import CollectConfig, run_collect
+from rlop.sandbox.gold import GoldAnnotator
+from rlop.training.best_of_n import BestOfNConfig, best_of_n
+from rlop.training.ppo import PPOConfig, run_ppo
+from rlop.training.reward import RewardConfig, run_reward
+from rlop.training.sft import SFTConfig, run_sft
+from rlop.utils import atomic_write_text, read_jsonl_plain, write_jsonl
 
-ALL_METHODS = ("sft", "bon", "ppo", "rlp-uml", "rlp-spg")
+ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
 DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
-ORDER = ["sft", "collect", "rm", "ppo", "samples", "spg", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "bon", "eval"]
+ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), "bon", "eval"]
+POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
+
+
+def _stage_record(key: str, started: float, config: Any) -> str:
+    rec = {"key": key, "seconds": time.time() - started, "precision": resolve_precision()}
+    if config is not None:
+        rec["config"] = dataclasses.asdict(config)
+    return json.dumps(rec)
+
+
+class Step4Context:
+    """What a variant's step 4 gets (see :mod:`rlop.rlp.variants`)."""
+    def __init__(self, pipeline: "Pipeline", sft: Path, preferences: str, reward_model: Path, samples: str):
+        self.pipeline, self.run_cfg, self.keys = pipeline, pipeline.cfg, pipeline.keys
+        self.sft, self.preferences, self.reward_model, self.samples = sft, preferences, reward_model, samples
+
+    def stage_cfg(self, cls, section: str, **overrides):
+        """A stage config from the run's preset and YAML file, with ``overrides`` last."""
+        return self.pipeline._stage_cfg(cls, section, **overrides)
+
+    def run_stage(self, name: str, key_parts: tuple, fn: Callable[[Path], Any], config: Any = None) -> Path:
+        """Run ``fn(folder)`` as the cached, atomically published stage ``name``; returns its folder.
+
+        ``key_parts`` decide when the cached folder is stale; ``config`` is recorded in its ``stage.json``."""
+        return self.pipeline.run_stage(name, _key(*key_parts), fn, config=config)
 
 
 @dataclass
@@ -61,9 +106,7 @@ class RunConfig(StageConfig):
 
 
 def _key(*parts: Any) -> str:
-    from rlop.models.precision import resolve
-
-    return hashlib.sha256(json.dumps([parts, resolve()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([parts, resolve_precision()], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Pipeline:
@@ -82,7 +125,8 @@ class Pipeline:
         f = self.stage_dir(name) / "stage.json"
         return f.exists() and json.loads(f.read_text()).get("key") == key
 
-    def run_stage(self, name: str, key: str, fn: Callable[[Path], None], atomic: bool = True) -> Path:
+    def run_stage(self, name: str, key: str, fn: Callable[[Path], None], atomic: bool = True, config: Any = None) -> Path:
+        """Run ``fn(folder)`` unless the stage folder records ``key``; ``stage.json`` records key, time and ``config``."""
         self.keys[name] = key
         d = self.stage_dir(name)
         if self.done(name, key):
@@ -92,7 +136,7 @@ class Pipeline:
         if atomic:
             with outputs.staged(d, name) as tmp:
                 fn(tmp)
-                (tmp / "stage.json").write_text(json.dumps({"key": key, "seconds": time.time() - t}))
+                (tmp / "stage.json").write_text(_stage_record(key, t, config))
         else:  # PPO: its folder holds checkpoints to resume from
             with outputs.claim(d, "ppo"):
                 marker = d / "stage-key"
@@ -101,7 +145,7 @@ class Pipeline:
                 outputs.own(d, "stage-key", "stage.json")
                 marker.write_text(key)
                 fn(d)
-                atomic_write_text(d / "stage.json", json.dumps({"key": key, "seconds": time.time() - t}))
+                atomic_write_text(d / "stage.json", _stage_record(key, t, config))
         self.progress.finish(name, t)
         return d
 
@@ -120,44 +164,36 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the algorithm
     def run(self) -> dict[str, Any]:
-        from rlop.evaluation.winrate import gold_prefer, gold_success_rate, win_rate
-        from rlop.models.precision import resolve as resolve_precision
-        from rlop.training.ppo import PPOConfig
-        from rlop.training.reward import RewardConfig
-        from rlop.training.sft import SFTConfig, run_sft
-
         c = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
-        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d))
+        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d), config=sft_cfg)
 
         policies: dict[str, Path] = {"sft": sft}
         rm = None
         if set(self.methods) != {"sft"}:  # every other method needs the step-2 reward model
             rm = self._reward_and_policies(sft, policies)
 
-        from rlop.data.io import load_instructions
 
         eval_ex = load_instructions("sandbox:eval", limit=c.eval_prompts)
-        outputs: dict[str, list[str]] = {}
+        texts: dict[str, list[str]] = {}  # method -> sampled outputs per eval instruction
         for m in self.methods:
             if m == "bon":
                 continue
-            outputs[m] = self._outputs(m, policies[m], eval_ex)
+            texts[m] = self._outputs(m, policies[m], eval_ex)
         if "bon" in self.methods:
-            outputs["bon"] = self._bon(sft, rm, eval_ex)
+            texts["bon"] = self._bon(sft, rm, eval_ex)
 
         results = {}
         for m in self.methods:
-            r = win_rate(lambda ex, a, b: gold_prefer(ex, a, b), eval_ex, outputs[m], subset_key="kind", seed=c.seed)
-            r["gold_success"] = gold_success_rate(eval_ex, outputs[m])
+            r = win_rate(GoldAnnotator().prefer, eval_ex, texts[m], subset_key="kind", seed=c.seed)
+            r["gold_success"] = gold_success_rate(eval_ex, texts[m])
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision(),
                                                                    "eval_samples": c.eval_samples}, indent=2))
-        from rlop.evaluation.report import write_report
 
         write_report(self.out)
         self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
@@ -165,70 +201,34 @@ class Pipeline:
 
     def _reward_and_policies(self, sft: Path, policies: dict[str, Path]) -> Path:
         """Steps 1-5 for the methods that need them (collect, RM, PPO, RLP retraining, PPO again); returns the RM."""
-        from rlop.rewards import GoldReward
-        from rlop.training.ppo import PPOConfig, run_ppo
-        from rlop.training.reward import RewardConfig, run_reward
-
         c = self.cfg
-        from rlop.sandbox.collect import collect
-
-        ckey = _key("collect", self.keys["sft"], c.preference_prompts, c.max_new_tokens, c.seed)
-        col = self.run_stage("collect", ckey, lambda d: collect(str(sft), "sandbox:preference", d, max_prompts=c.preference_prompts,
-                                                                 max_new_tokens=c.max_new_tokens, seed=c.seed))
+        ccfg = self._stage_cfg(CollectConfig, "collect", policy=str(sft), prompts_file="sandbox:preference", max_prompts=c.preference_prompts,
+                               max_new_tokens=c.max_new_tokens, seed=c.seed)
+        col = self.run_stage("collect", _key("collect", ccfg, self.keys["sft"]), lambda d: run_collect(ccfg, d), config=ccfg)
         prefs = str(col / "preferences.jsonl")
         rm_cfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0)
-        rm = self.run_stage("rm", _key("rm", rm_cfg, ckey), lambda d: run_reward(rm_cfg, d))
+        rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["collect"]), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
             pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens)
+
             def do(d: Path) -> None:
-                run_ppo(pcfg, d, resume=True, gold=GoldReward())
+                run_ppo(pcfg, d, resume=True, gold=GoldAnnotator())
                 shutil.rmtree(d / "checkpoints", ignore_errors=True)  # only needed to resume; gigabytes each
 
-            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), do, atomic=False)
+            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), do, atomic=False, config=pcfg)
 
-        if not {"ppo", "rlp-spg", "rlp-uml"} & set(self.methods):
+        if not {"ppo", *VARIANTS} & set(self.methods):
             return rm
-        ppo = ppo_stage("ppo", rm, "rm")
-        policies["ppo"] = ppo / "policy"
-
-        if "rlp-spg" in self.methods or "rlp-uml" in self.methods:
-            from rlop.models.generation import SamplingConfig
-            from rlop.data.io import load_instructions
-            from rlop.rlp.samples import sample_responses
-            from rlop.utils import write_jsonl
-
-            def do_samples(d: Path) -> None:
-                ex = load_instructions("sandbox:unlabeled", limit=c.unlabeled_prompts)
-                sets = sample_responses(str(policies["ppo"]), ex, c.samples_per_prompt, SamplingConfig(c.max_new_tokens, 1.0, 1.0, 0, True, 32), c.seed)
-                write_jsonl(d / "samples.jsonl", [s.to_record() for s in sets])
-
-            samples = self.run_stage("samples", _key("samples", self.keys["ppo"], c.unlabeled_prompts, c.samples_per_prompt, c.max_new_tokens), do_samples)
-            samples_file = str(samples / "samples.jsonl")
-
-            if "rlp-spg" in self.methods:
-                from rlop.rewards import RewardModelReward
-                from rlop.rlp.judges import make_judge
-                from rlop.rlp.samples import load_samples
-                from rlop.rlp.spg import SPGConfig, generate
-
-                def do_spg(d: Path) -> None:
-                    scfg = SPGConfig(samples=samples_file, reward_model=str(rm), judge=c.judge, gamma=c.gamma, seed=c.seed)
-                    rows, stats = generate(load_samples(samples_file), scfg, RewardModelReward(rm), make_judge(c.judge))
-                    write_jsonl(d / "synthetic.jsonl", rows)
-                    (d / "spg_stats.json").write_text(json.dumps(stats))
-
-                spg = self.run_stage("spg", _key("spg", self.keys["samples"], c.judge, c.gamma), do_spg)
-                syn = str(spg / "synthetic.jsonl")
-                has_pairs = (spg / "synthetic.jsonl").stat().st_size > 0
-                rcfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0, synthetic_file=syn if has_pairs else "")
-                rm_spg = self.run_stage("rm-spg", _key("rm-spg", rcfg, self.keys["spg"], ckey), lambda d: run_reward(rcfg, d))
-                policies["rlp-spg"] = ppo_stage("ppo-spg", rm_spg, "rm-spg") / "policy"
-
-            if "rlp-uml" in self.methods:
-                ucfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0, views_file=samples_file, rep_loss="mib")
-                rm_uml = self.run_stage("rm-uml", _key("rm-uml", ucfg, self.keys["samples"], ckey), lambda d: run_reward(ucfg, d))
-                policies["rlp-uml"] = ppo_stage("ppo-uml", rm_uml, "rm-uml") / "policy"
+        policies["ppo"] = ppo_stage("ppo", rm, "rm") / "policy"
+        variants = [v for v in VARIANTS.values() if v.method in self.methods]
+        if variants:
+            scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policies["ppo"]), prompts_file="sandbox:unlabeled", max_prompts=c.unlabeled_prompts,
+                                   n=c.samples_per_prompt, max_new_tokens=c.max_new_tokens, seed=c.seed)
+            samples = self.run_stage("samples", _key("samples", scfg, self.keys["ppo"]), lambda d: run_sample(scfg, d), config=scfg)
+            ctx = Step4Context(self, sft, prefs, rm, str(samples / "samples.jsonl"))
+            for v in variants:
+                policies[v.method] = ppo_stage(v.ppo_stage, v.run_step4(ctx), v.reward_stage) / "policy"
         return rm
 
     # ------------------------------------------------------------------ helpers
@@ -241,14 +241,13 @@ class Pipeline:
         est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs}
         if set(self.methods) != {"sft"}:
             est.update({"collect": u["collect"] * c.preference_prompts * 2 * c.max_new_tokens, "rm": rm})
-        if {"ppo", "rlp-spg", "rlp-uml"} & set(self.methods):
+        if {"ppo", *VARIANTS} & set(self.methods):
             est["ppo"] = ppo
-        if {"rlp-spg", "rlp-uml"} & set(self.methods):
+        variants = [v for v in VARIANTS.values() if v.method in self.methods]
+        if variants:
             est["samples"] = u["samples"] * samples * c.max_new_tokens
-        if "rlp-spg" in self.methods:
-            est.update({"spg": u["spg"] * samples, "rm-spg": rm * 1.1, "ppo-spg": ppo})
-        if "rlp-uml" in self.methods:
-            est.update({"rm-uml": rm * 1.8, "ppo-uml": ppo})
+        for v in variants:
+            est.update({**v.cost(rm, u["spg"] * samples), v.ppo_stage: ppo})
         for m in self.methods:
             if m != "bon":
                 est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.eval_samples * c.max_new_tokens
@@ -257,12 +256,8 @@ class Pipeline:
         return est
 
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
-        from rlop.models.generation import SamplingConfig
-        from rlop.rlp.samples import sample_responses
-        from rlop.utils import read_jsonl_plain, write_jsonl
-
         name = f"outputs-{method}"
-        key = _key(name, self.keys.get(method if method == "sft" else {"ppo": "ppo", "rlp-spg": "ppo-spg", "rlp-uml": "ppo-uml"}[method]), len(eval_ex),
+        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex),
                    self.cfg.eval_samples)
 
         def do(d: Path) -> None:
@@ -275,30 +270,24 @@ class Pipeline:
         return [r["outputs"] for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
-        from rlop.rewards import RewardModelReward
-        from rlop.training.best_of_n import BestOfNConfig, best_of_n
-        from rlop.utils import read_jsonl_plain, write_jsonl
-
-        bcfg = BestOfNConfig(policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples, temperature=0.7,
-                             max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
+        # temperature 0.7 as the evaluation outputs (AlpacaFarm's best-of-n uses 1.0, the BestOfNConfig default)
+        bcfg = self._stage_cfg(BestOfNConfig, "bon", policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples,
+                               temperature=0.7, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
 
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
 
-        d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex)), do)
+        d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex)), do, config=bcfg)
         return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
         """On-distribution RM accuracy: gold-labelled pairs of the PPO policy's samples."""
-        from rlop.evaluation.diagnostics import gold_pairs_from_samples, reward_accuracy
-        from rlop.rewards import RewardModelReward
-
         f = self.stage_dir("samples") / "samples.jsonl"
         if not f.exists():
             return {}
         pairs = gold_pairs_from_samples(f)
         out: dict[str, Any] = {"on_policy_pairs": len(pairs)}
-        for name in ("rm", "rm-spg", "rm-uml"):
+        for name in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())]:
             d = self.stage_dir(name)
             if (d / "config.json").exists() and pairs:
                 out[f"{name}_on_policy_accuracy"] = reward_accuracy(RewardModelReward(d), pairs)
@@ -312,6 +301,11 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
                  overwrite: bool = False) -> dict:
     """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages."""
     cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
+    if config_file:
+        unused = [k for k in ("eval", "sandbox") if k in read_yaml(config_file)]
+        if unused:
+            raise ConfigError(f"{config_file}: rlop run does not use section(s) {', '.join(unused)}: it evaluates with the sandbox gold "
+                              "annotator on the default sandbox world (these sections configure rlop eval and rlop sandbox export)")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
     with outputs.claim(out, "run", overwrite) as out:

@@ -28,7 +28,7 @@ NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
 NEG_RE = re.compile(r"\b(?:not|no|never|none|cannot)\b|n't\b", re.I)
 
 
-class Judge(Protocol):
+class EquivalenceJudge(Protocol):
     def equivalent(self, instruction: str, pairs: Sequence[tuple[str, str]]) -> list[bool]: ...
 
 
@@ -134,7 +134,7 @@ class NLIJudge:
         return [f != self.contra and r != self.contra for f, r in zip(fwd, bwd)]
 
 
-def make_judge(name: str, model: str | None = None, rule: str = "lenient", threshold: float = 0.85) -> Judge:
+def make_judge(name: str, model: str | None = None, rule: str = "lenient", threshold: float = 0.85) -> EquivalenceJudge:
     if name == "answer":
         return AnswerJudge()
     if name == "embedding":

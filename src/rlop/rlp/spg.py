@@ -21,15 +21,24 @@ prompt, both orders averaged to cancel position bias).
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
-from rlop.config import ConfigError, StageConfig, opt
+import torch
 
-from rlop.rlp.judges import Judge
-from rlop.rlp.samples import SampleSet
-from rlop.utils import derive_seed
+from rlop.config import ConfigError, StageConfig, opt, require
+from rlop.data.formatting import format_prompt
+from rlop.data.samples import SampleSet, load_samples
+from rlop.models.generation import context_length
+from rlop.models.loading import load_causal_lm, load_tokenizer
+from rlop.outputs import staged
+from rlop.rewards import load_reward
+from rlop.rlp.judges import EquivalenceJudge, make_judge
+from rlop.training.reward import RewardConfig, run_reward
+from rlop.utils import derive_seed, write_jsonl
 
 VARIANTS = ("spg", "select-all", "reward", "rlaif")
 
@@ -54,7 +63,7 @@ class SPGConfig(StageConfig):
     PRESETS: ClassVar[dict] = {"tiny": dict(judge="answer"), "cpu": dict()}
 
 
-def cluster(instruction: str, responses: Sequence[str], judge: Judge) -> list[list[int]]:
+def cluster(instruction: str, responses: Sequence[str], judge: EquivalenceJudge) -> list[list[int]]:
     """Clusters as lists of indices into ``responses`` (order-independent, see module doc)."""
     order = sorted(range(len(responses)), key=lambda i: (responses[i], i))
     clusters: list[list[int]] = []
@@ -104,7 +113,7 @@ def generate(
     sets: Sequence[SampleSet],
     cfg: SPGConfig,
     reward: Callable | None = None,
-    judge: Judge | None = None,
+    judge: EquivalenceJudge | None = None,
     pairwise_judge: Callable[[Any, str, str], float] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Synthetic preference records (AlpacaFarm format + confidence) and summary stats."""
@@ -140,26 +149,21 @@ def generate(
     return rows, stats
 
 
-class PolicyPairwiseJudge:
+class PolicyAnnotator:
     """RLAIF: the policy compares two outputs; log P('(a)') - log P('(b)'), averaged over both orders."""
 
     PROMPT = ("Which of the two outputs answers the instruction better?\n\nInstruction: {instruction}\n\n"
               "Output (a): {a}\n\nOutput (b): {b}\n\nAnswer with 'Output (a)' or 'Output (b)'.")
 
     def __init__(self, policy: str):
-        import torch
 
-        from rlop.models.loading import load_causal_lm, load_tokenizer
 
         self.tok = load_tokenizer(policy)
         self.model = load_causal_lm(policy).eval()
         self.torch = torch
 
     def _margin(self, ex, a: str, b: str) -> float:
-        from rlop.data.formatting import format_prompt
-
         prompt = format_prompt(self.tok, self.PROMPT.format(instruction=ex.instruction + (f"\n{ex.input}" if ex.input else ""), a=a, b=b), "") + "Output ("
-        from rlop.models.generation import context_length
 
         ids = self.tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         ctx = context_length(self.model)
@@ -177,14 +181,7 @@ class PolicyPairwiseJudge:
 
 def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
     """Synthetic pairs for the samples in ``cfg.samples``: ``out/synthetic.jsonl`` and ``out/spg_stats.json``."""
-    import json
 
-    from rlop.config import require
-    from rlop.outputs import staged
-    from rlop.rewards import load_reward
-    from rlop.rlp.judges import make_judge
-    from rlop.rlp.samples import load_samples
-    from rlop.utils import write_jsonl
 
     require(cfg, "samples", "the policy samples to cluster (from rlop sample)")
     if cfg.variant in ("spg", "select-all", "reward"):
@@ -193,8 +190,19 @@ def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
     with staged(out, "spg") as tmp:
         reward = load_reward(cfg.reward_model) if cfg.variant in ("spg", "select-all", "reward") else None
         judge = make_judge(cfg.judge, cfg.judge_model or None, cfg.nli_rule, cfg.threshold) if cfg.variant in ("spg", "select-all") else None
-        pj = PolicyPairwiseJudge(cfg.policy) if cfg.variant == "rlaif" else None
+        pj = PolicyAnnotator(cfg.policy) if cfg.variant == "rlaif" else None
         rows, stats = generate(sets, cfg, reward, judge, pj)
         write_jsonl(tmp / "synthetic.jsonl", rows)
         (tmp / "spg_stats.json").write_text(json.dumps(stats, indent=2))
     return stats
+
+
+def step4(ctx) -> Path:
+    """RLP-SPG's step 4 in ``rlop run``: synthetic pairs from the PPO policy's samples, then the RM retrained on D plus them."""
+    c = ctx.run_cfg
+    scfg = ctx.stage_cfg(SPGConfig, "spg", samples=ctx.samples, reward_model=str(ctx.reward_model), judge=c.judge, gamma=c.gamma, seed=c.seed)
+    spg = ctx.run_stage("spg", ("spg", scfg, ctx.keys["samples"]), lambda d: run_spg(scfg, d), config=scfg)
+    syn = spg / "synthetic.jsonl"
+    rcfg = ctx.stage_cfg(RewardConfig, "reward", model=str(ctx.sft), train_file=ctx.preferences, max_train_pairs=0,
+                         synthetic_file=str(syn) if syn.stat().st_size > 0 else "")
+    return ctx.run_stage("rm-spg", ("rm-spg", rcfg, ctx.keys["spg"], ctx.keys["collect"]), lambda d: run_reward(rcfg, d), config=rcfg)

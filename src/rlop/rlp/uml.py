@@ -15,13 +15,14 @@ Ablations (paper Table 4): ``infomax`` (single view, critic on [h; z]), ``mvi`` 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rlop.training.distributed import gather_with_grad
-from rlop.training.losses import info_nce, js_mi_bound, symmetrized_kl
-from rlop.training.reward import AuxLoss
+from rlop.training.losses import AuxLoss, info_nce, js_mi_bound, symmetrized_kl
 
 REP_LOSSES = ("none", "mib", "infomax", "mvi", "cl")
 
@@ -134,3 +135,19 @@ def build_rep_loss(cfg, hidden_size: int) -> AuxLoss:
     if kind == "cl":
         return ContrastiveLoss(hidden_size, cfg.latent_dim, cfg.head_hidden, cfg.cl_temperature)
     raise ValueError(f"unknown rep_loss {kind!r}; choose from {', '.join(REP_LOSSES)}")
+
+
+def run_uml_reward(cfg, out) -> dict[str, float]:
+    """Step 4 of RLP-UML (and its ablations): Bradley-Terry on D plus ``rep_lambda`` times ``cfg.rep_loss`` on view pairs."""
+    from rlop.training.reward import run_reward
+
+    return run_reward(cfg, out, aux=lambda hidden: build_rep_loss(cfg, hidden))
+
+
+def step4(ctx) -> Path:
+    """RLP-UML's step 4 in ``rlop run``: retrain the RM from SFT with the MIB loss on the PPO policy's samples."""
+    from rlop.training.reward import RewardConfig
+
+    ucfg = ctx.stage_cfg(RewardConfig, "reward", model=str(ctx.sft), train_file=ctx.preferences, max_train_pairs=0,
+                         views_file=ctx.samples, rep_loss="mib")
+    return ctx.run_stage("rm-uml", ("rm-uml", ucfg, ctx.keys["samples"], ctx.keys["collect"]), lambda d: run_uml_reward(ucfg, d), config=ucfg)

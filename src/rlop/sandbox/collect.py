@@ -12,7 +12,7 @@ from rlop.data.io import DataError, load_instructions
 from rlop.models.generation import SamplingConfig
 from rlop.models.loading import DEFAULT_MODEL
 from rlop.outputs import staged
-from rlop.rlp.samples import sample_responses
+from rlop.models.sampling import sample_responses
 from rlop.sandbox.gold import GoldAnnotator, NoisyAnnotator, check_spec
 from rlop.utils import write_jsonl
 

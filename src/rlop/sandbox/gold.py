@@ -164,16 +164,34 @@ def _digest(s: str) -> str:
     return hashlib.sha256(s.encode("utf-8")).hexdigest()
 
 
-class GoldAnnotator:
-    """Pairwise gold verdicts: 1 if output_1 is better, 2 if output_2, 0 only for identical outputs.
+def _spec(task: Any) -> dict[str, Any]:
+    """The spec of a task given as a spec dict or as an example with ``meta["spec"]``."""
+    if isinstance(task, dict):
+        return task
+    spec = getattr(task, "meta", {}).get("spec")
+    if spec is None:
+        raise ValueError("the gold annotator needs sandbox tasks (a 'spec' field)")
+    return spec
 
-    Different outputs with equal gold score are ordered by a hash of their text, which does
-    not depend on their order, so swapping the pair always swaps the verdict.
+
+class GoldAnnotator:
+    """The sandbox's one gold object: an annotator and a reward.
+
+    * ``prefer(task, output_1, output_2)``: 1 if output_1 is better, 2 if output_2, 0 only
+      for identical outputs (``task`` is a spec or an example carrying ``meta["spec"]``).
+      Different outputs with equal gold score are ordered by a hash of their text, which does
+      not depend on their order, so swapping the pair always swaps the verdict;
+    * ``annotator(examples, responses)``: the gold score in [0, 1] of each response (the
+      :class:`rlop.rewards.Reward` interface).
     """
 
     name = "gold"
 
-    def prefer(self, spec: dict[str, Any], output_1: str, output_2: str) -> int:
+    def __call__(self, examples, responses) -> list[float]:
+        return [gold_score(_spec(e), r) for e, r in zip(examples, responses)]
+
+    def prefer(self, task: Any, output_1: str, output_2: str) -> int:
+        spec = _spec(task)
         if output_1 == output_2:
             return 0
         s1, s2 = gold_score(spec, output_1), gold_score(spec, output_2)
@@ -191,7 +209,8 @@ class NoisyAnnotator(GoldAnnotator):
     def __init__(self, p_label_flip: float = 0.25, seed: int = 0):
         self.p, self.seed = p_label_flip, seed
 
-    def prefer(self, spec, output_1, output_2):
+    def prefer(self, task, output_1, output_2):
+        spec = _spec(task)
         v = super().prefer(spec, output_1, output_2)
         if v == 0:
             return 0

@@ -10,7 +10,6 @@ way, so eval instructions are worded unlike anything seen in training.
 from __future__ import annotations
 
 import random
-import string
 from typing import Any, Callable
 
 TRAIN_TOPICS = [
@@ -263,7 +262,3 @@ def write_answer(rng: random.Random, task_family: str, spec: dict[str, Any], cor
             items[0], items[-1] = items[-1], items[0]
             ans = ", ".join(items)
     return rng.choice(["The answer is {a}.", "{a}", "Answer: {a}", "The result is {a}."]).format(a=ans)
-
-
-def random_word(rng: random.Random) -> str:
-    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 8)))

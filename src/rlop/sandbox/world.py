@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlop.config import StageConfig, opt
-from rlop.data.io import DataError, InstructionExample
+from rlop.data.examples import DataError, InstructionExample
 from rlop.outputs import staged
 from rlop.sandbox.gold import NoisyAnnotator
 from rlop.sandbox.tasks import FAMILIES, write_answer, write_open

@@ -12,7 +12,7 @@ from rlop.data.io import load_instructions
 from rlop.models.generation import SamplingConfig
 from rlop.models.loading import DEFAULT_MODEL
 from rlop.rewards import Reward, load_reward
-from rlop.rlp.samples import sample_responses
+from rlop.models.sampling import sample_responses
 from rlop.outputs import staged
 from rlop.utils import write_jsonl
 

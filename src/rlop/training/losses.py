@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 # --------------------------------------------------------------------------- reward
 
@@ -191,3 +192,13 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torc
     logits = a @ b.t() / temperature
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+class AuxLoss(nn.Module):
+    """An extra reward-model loss from final hidden states of view pairs.
+
+    ``forward(h1, h2)`` gets [batch, hidden] float tensors and returns (loss, logs).
+    """
+
+    def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
+        raise NotImplementedError

@@ -30,15 +30,16 @@ from typing import Callable, ClassVar, Literal, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from rlop.config import ConfigError, StageConfig, opt, require, to_dict
+from rlop.config import ConfigError, StageConfig, opt, require, stage_record, to_dict
 from rlop.data.formatting import format_prompt
 from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.models.generation import Generation, SamplingConfig, make_backend
 from rlop.models.precision import autocast
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_reward_model, load_tokenizer
-from rlop.models.reward import position_ids_from_mask
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
+from rlop.training import tracking
+from rlop.training.rollout import KLController, Rollout, response_logprobs, token_values
 from rlop.outputs import claim, complete, own, remove_owned
 from rlop.utils import MetricsLogger, atomic_dir, derive_seed
 
@@ -87,7 +88,7 @@ class PPOConfig(StageConfig):
     seed: int = opt(42, "random seed (prompt order, sampling, init)")
     generation_batch_size: int = opt(32, "prompts per generation batch", ge=1)
     reward_batch_size: int = opt(16, "texts per reward-model batch", ge=1)
-    report_to: Literal["", "tensorboard", "wandb"] = opt("", "experiment tracker: '' (none) | tensorboard | wandb")
+    report_to: tracking.ReportTo = opt("none", tracking.HELP)
     trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
 
     def check(self) -> None:
@@ -109,61 +110,13 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-class KLController:
-    def __init__(self, cfg: PPOConfig):
-        self.value, self.cfg = cfg.kl_coef, cfg
-
-    def update(self, kl: float, n_steps: int) -> None:
-        """Adaptive controller of Ziegler et al. (used only with adaptive_kl)."""
-        if not self.cfg.adaptive_kl:
-            return
-        err = max(min(kl / self.cfg.target_kl - 1, 0.2), -0.2)
-        self.value *= 1 + err * n_steps * self.cfg.k_beta / max(self.cfg.rollout_batch_size, 1)
-
-
-def response_logprobs(model, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
-    """Per-token log-probs of ``response_ids`` (and entropies) under ``model``."""
-    ids = torch.cat([query_ids, response_ids], 1)
-    mask = torch.cat([query_mask, response_mask], 1)
-    R = response_ids.shape[1]
-    kw = {"logits_to_keep": R + 1} if _accepts(model, "logits_to_keep") else {}  # skip the LM head on the query
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False, **kw)
-    logits = out.logits[:, -(R + 1) : -1]
-    lp = L.logprobs_from_logits(logits, response_ids, temperature)
-    ent = L.entropy_from_logits(logits, temperature) if with_entropy else None
-    return lp, ent
-
-
-def _accepts(model, name: str) -> bool:
-    import inspect
-
-    fwd = getattr(model, "forward", None)
-    base = getattr(model, "get_base_model", None)  # peft wrappers forward **kwargs
-    if base is not None:
-        fwd = base().forward
-    try:
-        return name in inspect.signature(fwd).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def token_values(value_model, query_ids, query_mask, response_ids, response_mask):
-    from rlop.models.loading import backbone, score_head
-
-    ids = torch.cat([query_ids, response_ids], 1)
-    mask = torch.cat([query_mask, response_mask], 1)
-    h = backbone(value_model)(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False).last_hidden_state
-    Q = query_ids.shape[1]
-    return score_head(value_model)(h[:, Q - 1 : -1]).squeeze(-1).float()
-
-
 class PPOTrainer:
     def __init__(self, cfg: PPOConfig, reward: Reward | None = None, prompts: Sequence[InstructionExample] | None = None,
                  out: str | Path = "ppo-out", accelerator=None, gold: Reward | None = None):
         from accelerate import Accelerator
 
         self.cfg, self.out = cfg, Path(out)
-        self.accelerator = acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), **tracking.accelerator_kwargs(cfg.report_to, out))
         self.tokenizer = load_tokenizer(cfg.policy, cfg.trust_remote_code)
         self.prompts = self._filter_prompts(list(prompts) if prompts is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None))
         if not self.prompts:
@@ -194,7 +147,7 @@ class PPOTrainer:
         self.backend = make_backend(acc.unwrap_model(self.policy), self.tokenizer)
         self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size)
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
-        self.tracker = _make_tracker(cfg.report_to, self.out) if acc.is_main_process else None
+        tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
 
     # ------------------------------------------------------------------ data
     def _filter_prompts(self, prompts: list[InstructionExample]) -> list[InstructionExample]:
@@ -275,31 +228,31 @@ class PPOTrainer:
         gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
         scores = torch.tensor(self.reward(examples, gen.texts), dtype=torch.float32, device=acc.device)
         dev = acc.device
-        q, qm, r, rm = (t.to(dev) for t in (gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask))
+        q, qm, r, resp_mask = (t.to(dev) for t in (gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask))
         lps, refs, vals, ents = [], [], [], []
         mb = cfg.micro_batch_size
         self.policy.eval()
         with autocast(dev):
             for s in range(0, len(idx), mb):
                 sl = slice(s, s + mb)
-                lp, ent = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature, with_entropy=True)
+                lp, ent = response_logprobs(self.policy, q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature, with_entropy=True)
                 if self.ref is not None:
-                    ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+                    ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature)
                 else:
                     with acc.unwrap_model(self.policy).disable_adapter():
-                        ref, _ = response_logprobs(self.policy, q[sl], qm[sl], r[sl], rm[sl], cfg.temperature)
+                        ref, _ = response_logprobs(self.policy, q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature)
                 lps.append(lp), refs.append(ref), ents.append(ent)
-                vals.append(token_values(self.value, q[sl], qm[sl], r[sl], rm[sl]))
+                vals.append(token_values(self.value, q[sl], qm[sl], r[sl], resp_mask[sl]))
         self.policy.train()
         logp, ref_logp, values, ent = (torch.cat(x) for x in (lps, refs, vals, ents))
-        mask = rm.float()
+        mask = resp_mask.float()
         kl = L.per_token_kl(logp, ref_logp, cfg.kl_estimator) * mask
         rewards = L.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
         if cfg.whiten_rewards:
             rewards = L.whiten(rewards, mask, shift_mean=False)
         adv, returns = L.gae(rewards, values, mask, cfg.gamma, cfg.lam)
         adv = L.whiten(adv, mask, shift_mean=True)
-        batch = dict(q=q, qm=qm, r=r, rm=rm, logp=logp, values=values, adv=adv, returns=returns, mask=mask)
+        batch = Rollout(q, qm, r, resp_mask, logp, values, adv, returns, mask)
         stats = {
             "reward_mean": scores.mean(), "reward_std": scores.std() if len(scores) > 1 else torch.zeros(()),
             "kl": (kl.sum(1)).mean(), "entropy": L.masked_mean(ent, mask), "response_length": mask.sum(1).mean(),
@@ -310,9 +263,9 @@ class PPOTrainer:
         return {"batch": batch, "stats": stats, "texts": gen.texts, "examples": examples}
 
     # ------------------------------------------------------------------ optimisation
-    def optimise(self, batch: dict, step: int) -> dict[str, float]:
+    def optimise(self, batch: Rollout, step: int) -> dict[str, float]:
         acc, cfg = self.accelerator, self.cfg
-        n = batch["q"].shape[0]
+        n = len(batch)
         per_proc = max(1, cfg.step_batch_size // acc.num_processes)
         mb = min(cfg.micro_batch_size, per_proc)
         agg: dict[str, float] = {}
@@ -323,15 +276,15 @@ class PPOTrainer:
                 mini = perm[s : s + per_proc]
                 micro = [mini[i : i + mb] for i in range(0, len(mini), mb)]
                 for k, ids in enumerate(micro):
-                    b = {key: v[ids.to(v.device)] for key, v in batch.items()}
+                    b = batch.select(ids)
                     sync = k == len(micro) - 1
                     ctx = _no_sync(acc, [self.policy, self.value], sync)
                     with ctx:
                         with autocast(acc.device):
-                            lp, _ = response_logprobs(self.policy, b["q"], b["qm"], b["r"], b["rm"], cfg.temperature)
-                            v = token_values(self.value, b["q"], b["qm"], b["r"], b["rm"])
-                        pg, pst = L.ppo_policy_loss(lp, b["logp"], b["adv"], b["mask"], cfg.cliprange)
-                        vf, vst = L.ppo_value_loss(v, b["values"], b["returns"], b["mask"], cfg.cliprange_value)
+                            lp, _ = response_logprobs(self.policy, b.query_ids, b.query_mask, b.response_ids, b.response_mask, cfg.temperature)
+                            v = token_values(self.value, b.query_ids, b.query_mask, b.response_ids, b.response_mask)
+                        pg, pst = L.ppo_policy_loss(lp, b.logprobs, b.advantages, b.mask, cfg.cliprange)
+                        vf, vst = L.ppo_value_loss(v, b.values, b.returns, b.mask, cfg.cliprange_value)
                         loss = pg + cfg.vf_coef * vf
                         if not torch.isfinite(loss):
                             last = self.latest_checkpoint()
@@ -371,8 +324,7 @@ class PPOTrainer:
             self.step += 1
             stats.update(step=self.step, lr=self.scheduler.get_last_lr()[0], seconds=time.time() - t0)
             self.metrics.log(stats)
-            if self.tracker:
-                self.tracker(stats)
+            tracking.log(acc, cfg.report_to, stats, self.step)
             last = stats
             if on_step:
                 on_step(stats)
@@ -381,6 +333,7 @@ class PPOTrainer:
             if self.step % cfg.save_steps == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
         bar.close()
+        tracking.finish(acc, cfg.report_to)
         return last
 
     def save_policy(self, path: str | Path) -> Path:
@@ -395,7 +348,7 @@ class PPOTrainer:
             with atomic_dir(path) as tmp:
                 model.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
-                (tmp / "rlop_config.json").write_text(json.dumps({"stage": "ppo", **to_dict(self.cfg)}, indent=2))
+                (tmp / "rlop_config.json").write_text(json.dumps(stage_record("ppo", self.cfg), indent=2))
         acc.wait_for_everyone()
         return Path(path)
 
@@ -414,23 +367,7 @@ class _no_sync:
         return False
 
 
-def _make_tracker(kind: str, out: Path):
-    if not kind:
-        return None
-    if kind == "tensorboard":
-        from torch.utils.tensorboard import SummaryWriter
-
-        w = SummaryWriter(str(out / "tensorboard"))
-        return lambda s: [w.add_scalar(k, v, s["step"]) for k, v in s.items() if isinstance(v, (int, float))]
-    if kind == "wandb":
-        import wandb
-
-        wandb.init(project="rlop", dir=str(out))
-        return lambda s: wandb.log(s, step=s["step"])
-    raise ValueError(f"unknown report_to {kind!r}")
-
-
-PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", "tensorboard", "wandb")
+PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", tracking.DIR, "wandb")
 
 
 def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:

@@ -29,13 +29,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rlop.config import ConfigError, StageConfig, opt, to_dict
+from rlop.config import ConfigError, StageConfig, opt, stage_record, to_dict
 from rlop.data import PreferenceExample, load_preferences
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
 from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
-from rlop.training.losses import bradley_terry_loss
+from rlop.training import tracking
+from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
 from rlop.utils import MetricsLogger, derive_seed
 
@@ -79,6 +80,7 @@ class RewardConfig(StageConfig):
     view_pairs_per_instruction: int = opt(1, "view pairs drawn per unlabeled instruction", ge=1)
     view_batch_size: int = opt(8, "view pairs per device per micro-batch", ge=2)
     cl_temperature: float = opt(0.1, "InfoNCE temperature of the cl ablation", gt=0)
+    report_to: tracking.ReportTo = opt("none", tracking.HELP)
     trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
 
     def check(self) -> None:
@@ -89,16 +91,6 @@ class RewardConfig(StageConfig):
         "tiny": dict(model="tiny", max_train_pairs=64, eval_holdout=16, max_length=128, learning_rate=1e-3, per_device_batch_size=4, gradient_accumulation_steps=1, head_hidden=64, view_batch_size=4),
         "cpu": dict(max_train_pairs=1024, eval_holdout=200, max_length=192, learning_rate=2e-5, per_device_batch_size=8, gradient_accumulation_steps=2, head_hidden=256, view_batch_size=8),
     }
-
-
-class AuxLoss(nn.Module):
-    """An extra reward-model loss from final hidden states of view pairs.
-
-    ``forward(h1, h2)`` gets [batch, hidden] float tensors and returns (loss, logs).
-    """
-
-    def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
-        raise NotImplementedError
 
 
 class RewardTrainingModule(nn.Module):
@@ -148,7 +140,7 @@ def mix_synthetic(human: list, synthetic: list, ratio: float, seed: int) -> list
 
 def load_view_pairs(path: str, n_pairs: int, seed: int) -> list[tuple[PreferenceExample, str, str]]:
     """(instruction, response_a, response_b) triples from a samples file (``rlop sample`` output)."""
-    from rlop.rlp.samples import load_samples
+    from rlop.data.samples import load_samples
 
     rng = random.Random(seed)
     out = []
@@ -163,13 +155,14 @@ def load_view_pairs(path: str, n_pairs: int, seed: int) -> list[tuple[Preference
 
 
 class RewardTrainer:
-    def __init__(self, cfg: RewardConfig, aux: AuxLoss | Callable[[int], AuxLoss] | None = None, accelerator=None):
+    def __init__(self, cfg: RewardConfig, aux: AuxLoss | Callable[[int], AuxLoss] | None = None, accelerator=None, out: str | Path = "."):
         """``aux`` is an :class:`AuxLoss` or a factory called with the model's hidden size."""
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.cfg = cfg
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=aux is not None)]
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=kwargs)
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=kwargs,
+                                                      **tracking.accelerator_kwargs(cfg.report_to, out))
         torch.manual_seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         self.rm = load_reward_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
@@ -253,6 +246,7 @@ class RewardTrainer:
         module, optimizer = acc.prepare(module, optimizer)
         metrics = MetricsLogger(Path(out) / "metrics.jsonl", enabled=acc.is_main_process) if out else None
         bar = tqdm(range(steps), desc="reward", disable=not acc.is_local_main_process, unit="step")
+        tracking.start(acc, cfg.report_to, "reward", to_dict(cfg))
         history: list[dict[str, float]] = []
         b, A, vb = cfg.per_device_batch_size, cfg.gradient_accumulation_steps, cfg.view_batch_size
         for step in bar:
@@ -283,12 +277,14 @@ class RewardTrainer:
             history.append(step_logs)
             if metrics:
                 metrics.log(step_logs)
+            tracking.log(acc, cfg.report_to, step_logs, step + 1)
             bar.set_postfix(loss=f"{step_logs['loss']:.4f}", acc=f"{step_logs['train_accuracy']:.2f}")
         result = {"steps": steps, "train_pairs": n, "global_batch_size": global_bs}
         if eval_pairs:
             result.update(self.evaluate(module, eval_pairs))
         if metrics:
             metrics.log({"step": steps, **result})
+        tracking.finish(acc, cfg.report_to)
         self.history = history
         self.module = module
         return result
@@ -306,7 +302,7 @@ class RewardTrainer:
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in acc.unwrap_model(self.module).aux.state_dict().items()}, str(out / "rep_heads.safetensors"))
-        (out / "rlop_config.json").write_text(json.dumps({"stage": "reward", **to_dict(self.cfg), **(extra or {})}, indent=2))
+        (out / "rlop_config.json").write_text(json.dumps(stage_record("reward", self.cfg, **(extra or {})), indent=2))
 
 
 class _nullcontext:
@@ -353,20 +349,21 @@ def load_reward_data(cfg: RewardConfig):
     return train, ev, views, len(synthetic)
 
 
-def run_reward(cfg: RewardConfig, out: str | Path) -> dict[str, float]:
-    """Train a reward model and save it to ``out`` (published only when complete); returns the eval metrics."""
+def run_reward(cfg: RewardConfig, out: str | Path, aux: Callable[[int], AuxLoss] | None = None) -> dict[str, float]:
+    """Train a reward model and save it to ``out`` (published only when complete); returns the eval metrics.
+
+    ``aux`` builds the representation loss from the hidden size; with ``cfg.rep_loss`` set, use
+    :func:`rlop.rlp.uml.run_uml_reward`, which supplies it.
+    """
     from accelerate import PartialState
 
+    if cfg.rep_loss != "none" and aux is None:
+        raise ConfigError(f"--rep-loss {cfg.rep_loss}: train with rlop.rlp.uml.run_uml_reward (rlop reward does), which builds the heads")
     train, ev, views, n_syn = load_reward_data(cfg)
-    aux = None
-    if cfg.rep_loss != "none":
-        from rlop.rlp.uml import build_rep_loss
-
-        if not views:
-            raise DataError(cfg.views_file, None, "responses", f"--rep-loss {cfg.rep_loss} needs view pairs: no instruction has two distinct responses")
-        aux = lambda hidden: build_rep_loss(cfg, hidden)  # noqa: E731
+    if aux is not None and not views:
+        raise DataError(cfg.views_file, None, "responses", f"--rep-loss {cfg.rep_loss} needs view pairs: no instruction has two distinct responses")
     with staged(out, "reward", main=PartialState().is_main_process) as tmp:
-        trainer = RewardTrainer(cfg, aux=aux)
+        trainer = RewardTrainer(cfg, aux=aux, out=tmp)
         result = trainer.train(train, ev, views, out=tmp)
         result["synthetic_pairs"] = n_syn
         trainer.save(tmp, extra={"result": result})

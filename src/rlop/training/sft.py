@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
 
-from rlop.config import StageConfig, opt, to_dict
+from rlop.config import StageConfig, opt, stage_record
 from rlop.data import format_prompt, load_instructions
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.models.precision import resolve as resolve_precision
 from rlop.outputs import staged
+from rlop.training import tracking
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class SFTConfig(StageConfig):
     lora_alpha: int = opt(32, "LoRA alpha", ge=1)
     lora_dropout: float = opt(0.05, "LoRA dropout", ge=0, le=0.999)
     seed: int = opt(42, "random seed (data order, dropout, LoRA init)")
+    report_to: tracking.ReportTo = opt("none", tracking.HELP)
     trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
 
     PRESETS: ClassVar[dict] = {
@@ -102,6 +105,8 @@ def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
+        if cfg.report_to == "tensorboard":  # transformers 5 reads the folder from the environment; keep it out of trainer/
+            os.environ["TENSORBOARD_LOGGING_DIR"] = str(tmp / tracking.DIR)
         args = trl.SFTConfig(
             output_dir=str(tmp / "trainer"),
             num_train_epochs=cfg.epochs,
@@ -116,7 +121,7 @@ def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
             packing=False,
             logging_steps=1,
             save_strategy="no",
-            report_to=[],
+            report_to=tracking.trl_report_to(cfg.report_to),
             seed=cfg.seed,
             use_cpu=not torch.cuda.is_available(),
             bf16=resolve_precision() == "bf16",
@@ -140,7 +145,7 @@ def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
             tokenizer.padding_side = "left"
             final.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            (tmp / "rlop_config.json").write_text(json.dumps({"stage": "sft", **to_dict(cfg)}, indent=2))
+            (tmp / "rlop_config.json").write_text(json.dumps(stage_record("sft", cfg), indent=2))
             import shutil
 
             shutil.rmtree(tmp / "trainer", ignore_errors=True)

@@ -1,19 +1,23 @@
-"""Policy-sample files: n responses per instruction (``rlop sample`` writes them).
-
-One JSON object per line: ``instruction``, ``input``, ``responses`` (list of str), plus any
-metadata of the instruction (kept under ``meta``). RLP-UML draws view pairs from them and
-RLP-SPG clusters them.
-"""
+"""Sampling from a saved policy: ``sample_responses`` (used by collection, best-of-n, step 4 and
+evaluation) and the ``rlop sample`` stage (``SampleConfig`` + ``run_sample``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
+
+import torch
+from tqdm.auto import tqdm
 
 from rlop.config import StageConfig, opt
-from rlop.data.io import DataError, InstructionExample, _records, _str_field
-from rlop.models.loading import DEFAULT_MODEL
+from rlop.data.formatting import format_prompt
+from rlop.data.io import load_instructions
+from rlop.data.samples import SampleSet
+from rlop.models.generation import SamplingConfig, make_backend
+from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
+from rlop.outputs import staged
+from rlop.utils import derive_seed, write_jsonl
 
 
 @dataclass
@@ -35,36 +39,6 @@ class SampleConfig(StageConfig):
     }
 
 
-@dataclass
-class SampleSet:
-    example: InstructionExample
-    responses: list[str]
-
-    def to_record(self) -> dict[str, Any]:
-        return {"instruction": self.example.instruction, "input": self.example.input, "responses": self.responses, "meta": self.example.meta}
-
-
-def load_samples(path: str | Path) -> list[SampleSet]:
-    out = []
-    for line, rec in _records(path):
-        if not isinstance(rec, dict):
-            raise DataError(path, line, None, "expected a JSON object")
-        resp = rec.get("responses")
-        if not isinstance(resp, list) or not resp:
-            raise DataError(path, line, "responses", "expected a non-empty list of strings")
-        for r in resp:
-            if not isinstance(r, str):
-                raise DataError(path, line, "responses", f"expected strings, got {type(r).__name__}")
-        meta = rec.get("meta") or {}
-        if not isinstance(meta, dict):
-            raise DataError(path, line, "meta", "expected an object")
-        ex = InstructionExample(_str_field(path, line, rec, "instruction"), _str_field(path, line, rec, "input", required=False), None, meta)
-        out.append(SampleSet(ex, list(resp)))
-    if not out:
-        raise DataError(path, None, None, "no records")
-    return out
-
-
 def sample_responses(
     policy: str,
     examples,
@@ -75,14 +49,6 @@ def sample_responses(
     desc: str = "sample",
 ) -> list[SampleSet]:
     """n responses per instruction from a saved policy; each (instruction, k) has its own seed."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from rlop.data.formatting import format_prompt
-    from rlop.models.generation import make_backend
-    from rlop.models.loading import load_causal_lm, load_tokenizer
-    from rlop.utils import derive_seed
-
     tok = load_tokenizer(policy, trust_remote_code)
     model = load_causal_lm(policy, trust_remote_code=trust_remote_code)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,11 +66,6 @@ def sample_responses(
 
 def run_sample(cfg: SampleConfig, out: str | Path) -> Path:
     """``out/samples.jsonl``: ``cfg.n`` responses per instruction (published only when complete)."""
-    from rlop.models.generation import SamplingConfig
-    from rlop.data.io import load_instructions
-    from rlop.outputs import staged
-    from rlop.utils import write_jsonl
-
     examples = load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.batch_size)
     with staged(out, "sample") as tmp:

@@ -1,0 +1,81 @@
+"""One PPO rollout batch and the forward passes that score it (policy log-probs, values).
+
+Kept apart from the trainer so that the loop in :mod:`rlop.training.ppo` reads as the
+algorithm: sample, score, shape rewards, estimate advantages, optimise.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, fields
+
+import torch
+
+from rlop.models.loading import backbone, score_head
+from rlop.models.reward import position_ids_from_mask
+from rlop.training import losses as L
+
+
+@dataclass
+class Rollout:
+    """Tensors of one rollout batch, one row per (prompt, response)."""
+
+    query_ids: torch.Tensor  # [B, Q] left-padded prompt tokens
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor  # [B, R] sampled tokens, right-padded after EOS
+    response_mask: torch.Tensor  # 1 on sampled tokens up to and including EOS
+    logprobs: torch.Tensor  # [B, R] log-probs of the sampled tokens under the rollout policy
+    values: torch.Tensor  # [B, R] value estimates at rollout time
+    advantages: torch.Tensor  # [B, R] whitened GAE advantages
+    returns: torch.Tensor  # [B, R] value targets
+    mask: torch.Tensor  # response_mask as float
+
+    def __len__(self) -> int:
+        return self.query_ids.shape[0]
+
+    def select(self, rows: torch.Tensor) -> "Rollout":
+        return Rollout(**{f.name: getattr(self, f.name)[rows.to(getattr(self, f.name).device)] for f in fields(self)})
+
+
+class KLController:
+    def __init__(self, cfg):
+        self.value, self.cfg = cfg.kl_coef, cfg
+
+    def update(self, kl: float, n_steps: int) -> None:
+        """Adaptive controller of Ziegler et al. (used only with adaptive_kl)."""
+        if not self.cfg.adaptive_kl:
+            return
+        err = max(min(kl / self.cfg.target_kl - 1, 0.2), -0.2)
+        self.value *= 1 + err * n_steps * self.cfg.k_beta / max(self.cfg.rollout_batch_size, 1)
+
+
+def response_logprobs(model, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
+    """Per-token log-probs of ``response_ids`` (and entropies) under ``model``."""
+    ids = torch.cat([query_ids, response_ids], 1)
+    mask = torch.cat([query_mask, response_mask], 1)
+    R = response_ids.shape[1]
+    kw = {"logits_to_keep": R + 1} if _accepts(model, "logits_to_keep") else {}  # skip the LM head on the query
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False, **kw)
+    logits = out.logits[:, -(R + 1) : -1]
+    lp = L.logprobs_from_logits(logits, response_ids, temperature)
+    ent = L.entropy_from_logits(logits, temperature) if with_entropy else None
+    return lp, ent
+
+
+def _accepts(model, name: str) -> bool:
+    fwd = getattr(model, "forward", None)
+    base = getattr(model, "get_base_model", None)  # peft wrappers forward **kwargs
+    if base is not None:
+        fwd = base().forward
+    try:
+        return name in inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def token_values(value_model, query_ids, query_mask, response_ids, response_mask):
+    ids = torch.cat([query_ids, response_ids], 1)
+    mask = torch.cat([query_mask, response_mask], 1)
+    h = backbone(value_model)(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False).last_hidden_state
+    Q = query_ids.shape[1]
+    return score_head(value_model)(h[:, Q - 1 : -1]).squeeze(-1).float()
