@@ -1,6 +1,7 @@
 """Config dataclasses: precedence, validation of every field before any model loads, YAML strictness."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -88,3 +89,23 @@ def test_cross_field_rules():
         PPOConfig(rollout_batch_size=8, step_batch_size=16)
     with pytest.raises(ConfigError, match="unknown 'x'"):
         section_class("run")(methods="ppo,x")
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_precedence_for_every_stage(tmp_path, section):
+    """defaults < preset < YAML top level < YAML section < flags, for every stage's config."""
+    cls = CLASSES[section]
+    f = tmp_path / "c.yaml"
+    f.write_text(f"seed: 101\n{section}:\n  seed: 202\n")
+    assert build_config(cls).seed == cls().seed
+    assert build_config(cls, None, f, section=section).seed == 202
+    assert build_config(cls, None, f, {"seed": "303"}, section=section).seed == 303
+    (tmp_path / "top.yaml").write_text("seed: 101\n")
+    assert build_config(cls, None, tmp_path / "top.yaml", section=section).seed == 101
+    preset = next(iter(cls.PRESETS.items()), None)
+    if preset and preset[1]:
+        name, values = preset
+        key, value = next(iter(values.items()))
+        assert getattr(build_config(cls, name), key) == value
+        (tmp_path / "over.yaml").write_text(f"{section}:\n  {key}: {json.dumps(getattr(cls(), key))}\n")
+        assert getattr(build_config(cls, name, tmp_path / "over.yaml", section=section), key) == getattr(cls(), key)
