@@ -8,6 +8,7 @@ import pytest
 from rlop.config import SECTIONS, ConfigError, build_config, choices_of, section_class
 
 CLASSES = {name: section_class(name) for name in SECTIONS}
+NESTED = {"uml": section_class("reward").__dataclass_fields__["uml"].default_factory}  # configs nested in a stage's config
 
 
 @pytest.mark.parametrize("section", list(SECTIONS))
@@ -20,9 +21,9 @@ def test_defaults_and_presets_are_valid_and_every_field_documented(section):
         assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
 
 
-@pytest.mark.parametrize("section", list(SECTIONS))
+@pytest.mark.parametrize("section", list(SECTIONS) + list(NESTED))
 def test_every_bound_and_choice_is_enforced(section):
-    cls = CLASSES[section]
+    cls = {**CLASSES, **NESTED}[section]
     for f in dataclasses.fields(cls):
         m = f.metadata
         bad = []
@@ -84,7 +85,7 @@ def test_cross_field_rules():
     from rlop.training.reward import RewardConfig
 
     with pytest.raises(ConfigError, match="needs --views-file"):
-        RewardConfig(rep_loss="mib")
+        build_config(RewardConfig, overrides={"rep_loss": "mib"})
     with pytest.raises(ConfigError, match="must not exceed --rollout-batch-size"):
         PPOConfig(rollout_batch_size=8, step_batch_size=16)
     with pytest.raises(ConfigError, match="unknown 'x'"):
@@ -109,3 +110,15 @@ def test_precedence_for_every_stage(tmp_path, section):
         assert getattr(build_config(cls, name), key) == value
         (tmp_path / "over.yaml").write_text(f"{section}:\n  {key}: {json.dumps(getattr(cls(), key))}\n")
         assert getattr(build_config(cls, name, tmp_path / "over.yaml", section=section), key) == getattr(cls(), key)
+
+
+def test_uml_options_are_flat_flags_and_yaml_keys_or_a_nested_section(tmp_path):
+    from rlop.training.reward import RewardConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text("reward:\n  head_hidden: 7\n  uml:\n    rep_lambda: 2\n")
+    cfg = build_config(RewardConfig, "tiny", f, {"negatives": "all"}, section="reward")
+    assert (cfg.uml.head_hidden, cfg.uml.rep_lambda, cfg.uml.negatives, cfg.uml.view_batch_size) == (7, 2.0, "all", 4)  # 4 from the preset
+    f.write_text("reward:\n  uml:\n    rep_lamda: 2\n")
+    with pytest.raises(ConfigError, match="did you mean rep_lambda"):
+        build_config(RewardConfig, None, f, section="reward")

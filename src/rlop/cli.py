@@ -120,7 +120,7 @@ def _do_reward(cfg, args) -> str:
     from rlop.rlp.uml import run_uml_reward
     from rlop.training.reward import run_reward
 
-    return json.dumps((run_uml_reward if cfg.rep_loss != "none" else run_reward)(cfg, args.out), indent=2)
+    return json.dumps((run_uml_reward if cfg.uml.rep_loss != "none" else run_reward)(cfg, args.out), indent=2)
 
 
 def _do_ppo(cfg, args) -> str:

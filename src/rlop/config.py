@@ -94,9 +94,38 @@ def choices_of(cls, f: dataclasses.Field) -> tuple | None:
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
 
 
+def nested_configs(cls) -> dict[str, type]:
+    """Fields of ``cls`` that are themselves stage configs (e.g. RewardConfig.uml), by name."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f)
+        if isinstance(tp, type) and issubclass(tp, StageConfig):
+            out[f.name] = tp
+    return out
+
+
+def _owner(cls, name: str) -> str | None:
+    """The nested config that holds option ``name`` (flat flags and YAML keys reach into it)."""
+    return next((n for n, sub in nested_configs(cls).items() if name in {f.name for f in dataclasses.fields(sub)}), None)
+
+
+def option_names(cls) -> set[str]:
+    """Every option name of ``cls``, nested configs' included."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for sub in nested_configs(cls).values():
+        names |= {f.name for f in dataclasses.fields(sub)}
+    return names
+
+
 def _validate(cls, f: dataclasses.Field, value: Any) -> Any:
     """Type-check (coercing exact ints to float), then choices and range."""
     tp, name, choices = _field_type(cls, f), f.name, choices_of(cls, f)
+    if isinstance(tp, type) and issubclass(tp, StageConfig):
+        if isinstance(value, dict):
+            return tp(**value)
+        if not isinstance(value, tp):
+            raise ConfigError(f"option {name}: expects {tp.__name__}, got {value!r}")
+        return value
     where = f"option {name} ({flag(name)})"
     if choices is not None:
         if value not in choices:
@@ -124,10 +153,17 @@ def _coerce(cls, name: str, value: Any, source: str) -> Any:
     """Turn a YAML or command-line value into the field's type (strings are parsed)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if name not in fields:
-        raise ConfigError(f"{source}: unknown option '{name}' for {cls.__name__}{_did_you_mean(name, fields)}")
+        owner = _owner(cls, name)
+        if owner is not None:
+            return _coerce(nested_configs(cls)[owner], name, value, source)
+        raise ConfigError(f"{source}: unknown option '{name}' for {cls.__name__}{_did_you_mean(name, option_names(cls))}")
     if value is None:
         return None
     tp = _field_type(cls, fields[name])
+    if isinstance(tp, type) and issubclass(tp, StageConfig):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: option '{name}' expects a mapping of {tp.__name__} options, got {value!r}")
+        return {str(k): _coerce(tp, str(k), v, source) for k, v in value.items()}
     if typing.get_origin(tp) is Literal:
         return str(value) if isinstance(value, (int, float)) and str(value) in map(str, typing.get_args(tp)) else value
     try:
@@ -189,7 +225,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def yaml_values(cls, path: str | Path, section: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(top-level values for ``cls``, values of its section), after checking the whole file."""
     data = read_yaml(path)
-    own = {f.name for f in dataclasses.fields(cls)}
+    own = option_names(cls)
     all_fields: set[str] = set()
     top: dict[str, Any] = {}
     sec: dict[str, Any] = {}
@@ -207,7 +243,7 @@ def yaml_values(cls, path: str | Path, section: str | None) -> tuple[dict[str, A
             top[k] = v
         else:
             if not all_fields:
-                all_fields = {f.name for s in SECTIONS for f in dataclasses.fields(section_class(s))}
+                all_fields = set().union(*(option_names(section_class(s)) for s in SECTIONS))
             if k not in all_fields:
                 raise ConfigError(f"{path}: unknown key '{k}'{_did_you_mean(k, set(SECTIONS) | all_fields)}; "
                                   f"sections: {', '.join(SECTIONS)}")
@@ -236,16 +272,38 @@ def build_config(
         if v is not None:
             values[k] = _coerce(cls, k, v, "command line")
     try:
-        return cls(**values)
+        return cls(**_nest(cls, values))
     except TypeError as e:  # a field the class lacks, from a caller's overrides
         raise ConfigError(f"{cls.__name__}: {e}") from None
+
+
+def _nest(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """Flat option values -> constructor arguments, with nested configs built from their options."""
+    nested = nested_configs(cls)
+    kw: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {n: {} for n in nested}
+    for k, v in values.items():
+        if k in nested:
+            groups[k].update(v if isinstance(v, dict) else dataclasses.asdict(v))
+        elif k not in kw and (owner := _owner(cls, k)) is not None and k not in {f.name for f in dataclasses.fields(cls)}:
+            groups[owner][k] = v
+        else:
+            kw[k] = v
+    for n, g in groups.items():
+        if g:
+            kw[n] = nested[n](**g)
+    return kw
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One ``--option-name`` per dataclass field (default: not given, so presets and YAML apply)."""
     group = parser.add_argument_group(f"{cls.__name__} options")
+    nested = nested_configs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
+            continue
+        if f.name in nested:  # its options get flat flags of their own
+            add_config_args(parser, nested[f.name], skip)
             continue
         doc = (f.metadata or {}).get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)

@@ -24,7 +24,7 @@ from torch import nn
 from rlop.training.distributed import gather_with_grad
 from rlop.training.losses import AuxLoss, info_nce, js_mi_bound, symmetrized_kl
 
-REP_LOSSES = ("none", "mib", "infomax", "mvi", "cl")
+from rlop.rlp.uml_config import REP_LOSSES, UMLConfig  # noqa: F401 (UMLConfig lives with this module)
 
 
 def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -125,6 +125,8 @@ class ContrastiveLoss(AuxLoss):
 
 
 def build_rep_loss(cfg, hidden_size: int) -> AuxLoss:
+    """The representation loss named by a :class:`UMLConfig` (or a reward config's ``uml``)."""
+    cfg = getattr(cfg, "uml", cfg)
     kind = cfg.rep_loss
     if kind == "mib":
         return MIBLoss(hidden_size, cfg.latent_dim, cfg.head_hidden, cfg.negatives, cfg.skl, beta=1.0)
@@ -138,7 +140,7 @@ def build_rep_loss(cfg, hidden_size: int) -> AuxLoss:
 
 
 def run_uml_reward(cfg, out) -> dict[str, float]:
-    """Step 4 of RLP-UML (and its ablations): Bradley-Terry on D plus ``rep_lambda`` times ``cfg.rep_loss`` on view pairs."""
+    """Step 4 of RLP-UML (and its ablations): Bradley-Terry on D plus ``rep_lambda`` times ``cfg.uml.rep_loss`` on view pairs."""
     from rlop.training.reward import run_reward
 
     return run_reward(cfg, out, aux=lambda hidden: build_rep_loss(cfg, hidden))

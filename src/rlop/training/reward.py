@@ -17,6 +17,7 @@ N processes take the same steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
 from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
+from rlop.rlp.uml_config import UMLConfig
 from rlop.training import tracking
 from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
@@ -43,9 +45,6 @@ from rlop.utils import MetricsLogger, derive_seed
 log = logging.getLogger(__name__)
 
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
-RepLoss = Literal["none", "mib", "infomax", "mvi", "cl"]
-Negatives = Literal["roll", "all"]
-SKL = Literal["closed", "mc"]
 
 
 @dataclass
@@ -68,24 +67,10 @@ class RewardConfig(StageConfig):
     # RLP-SPG: synthetic preference pairs
     synthetic_file: str = opt("", "synthetic preference JSONL (from rlop spg) added to D (RLP-SPG)")
     synthetic_ratio: float = opt(0.0, "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)", ge=0)
-    # RLP-UML: representation loss on view pairs
-    views_file: str = opt("", "policy samples JSONL (from rlop sample) for view pairs (RLP-UML)")
-    rep_loss: RepLoss = opt("none", "representation loss on view pairs: mib (RLP-UML), its ablations infomax, mvi, cl, or none")
-    rep_lambda: float = opt(0.5, "weight lambda of the representation loss", ge=0)
-    latent_dim: int = opt(64, "latent size of the UML encoders", ge=1)
-    head_hidden: int = opt(1024, "hidden width of the UML encoders and critic", ge=1)
-    head_lr: float = opt(1e-4, "learning rate of the UML heads", gt=0)
-    negatives: Negatives = opt("roll", "JS critic negatives: roll (one rolled negative, Federici) | all (all off-diagonal pairs)")
-    skl: SKL = opt("closed", "symmetrized KL of the MIB: closed form or mc (Monte Carlo)")
-    view_pairs_per_instruction: int = opt(1, "view pairs drawn per unlabeled instruction", ge=1)
-    view_batch_size: int = opt(8, "view pairs per device per micro-batch", ge=2)
-    cl_temperature: float = opt(0.1, "InfoNCE temperature of the cl ablation", gt=0)
+    # RLP-UML: representation loss on view pairs (flat flags: --rep-loss, --views-file, ...)
+    uml: UMLConfig = dataclasses.field(default_factory=UMLConfig, metadata={"help": "RLP-UML options (rlop.rlp.uml_config.UMLConfig)"})
     report_to: tracking.ReportTo = opt("none", tracking.HELP)
     trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
-
-    def check(self) -> None:
-        if self.rep_loss != "none" and not self.views_file:
-            raise ConfigError(f"--rep-loss {self.rep_loss} needs --views-file (policy samples from rlop sample)")
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(model="tiny", max_train_pairs=64, eval_holdout=16, max_length=128, learning_rate=1e-3, per_device_batch_size=4, gradient_accumulation_steps=1, head_hidden=64, view_batch_size=4),
@@ -233,12 +218,12 @@ class RewardTrainer:
         use_views = self.aux is not None and views
         if self.aux is not None and not views:
             raise ValueError("a representation loss needs view pairs (views_file with >= 2 distinct responses per instruction)")
-        view_order = self._order(len(views), steps * cfg.gradient_accumulation_steps * cfg.view_batch_size * P) if use_views else []
+        view_order = self._order(len(views), steps * cfg.gradient_accumulation_steps * cfg.uml.view_batch_size * P) if use_views else []
 
-        module = RewardTrainingModule(self.rm, self.aux, cfg.rep_lambda)
+        module = RewardTrainingModule(self.rm, self.aux, cfg.uml.rep_lambda)
         groups = [{"params": [p for p in self.rm.parameters() if p.requires_grad], "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
         if self.aux is not None:
-            groups.append({"params": list(self.aux.parameters()), "lr": cfg.head_lr, "weight_decay": 0.0})
+            groups.append({"params": list(self.aux.parameters()), "lr": cfg.uml.head_lr, "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
         from transformers import get_scheduler
 
@@ -248,7 +233,7 @@ class RewardTrainer:
         bar = tqdm(range(steps), desc="reward", disable=not acc.is_local_main_process, unit="step")
         tracking.start(acc, cfg.report_to, "reward", to_dict(cfg))
         history: list[dict[str, float]] = []
-        b, A, vb = cfg.per_device_batch_size, cfg.gradient_accumulation_steps, cfg.view_batch_size
+        b, A, vb = cfg.per_device_batch_size, cfg.gradient_accumulation_steps, cfg.uml.view_batch_size
         for step in bar:
             module.train()
             step_logs: dict[str, float] = {}
@@ -345,23 +330,23 @@ def load_reward_data(cfg: RewardConfig):
         train = train[: cfg.max_train_pairs]
     synthetic = load_preferences(cfg.synthetic_file) if cfg.synthetic_file else []
     train = mix_synthetic(train, synthetic, cfg.synthetic_ratio, cfg.seed)
-    views = load_view_pairs(cfg.views_file, cfg.view_pairs_per_instruction, cfg.seed) if cfg.views_file else None
+    views = load_view_pairs(cfg.uml.views_file, cfg.uml.view_pairs_per_instruction, cfg.seed) if cfg.uml.views_file else None
     return train, ev, views, len(synthetic)
 
 
 def run_reward(cfg: RewardConfig, out: str | Path, aux: Callable[[int], AuxLoss] | None = None) -> dict[str, float]:
     """Train a reward model and save it to ``out`` (published only when complete); returns the eval metrics.
 
-    ``aux`` builds the representation loss from the hidden size; with ``cfg.rep_loss`` set, use
+    ``aux`` builds the representation loss from the hidden size; with ``cfg.uml.rep_loss`` set, use
     :func:`rlop.rlp.uml.run_uml_reward`, which supplies it.
     """
     from accelerate import PartialState
 
-    if cfg.rep_loss != "none" and aux is None:
-        raise ConfigError(f"--rep-loss {cfg.rep_loss}: train with rlop.rlp.uml.run_uml_reward (rlop reward does), which builds the heads")
+    if cfg.uml.rep_loss != "none" and aux is None:
+        raise ConfigError(f"--rep-loss {cfg.uml.rep_loss}: train with rlop.rlp.uml.run_uml_reward (rlop reward does), which builds the heads")
     train, ev, views, n_syn = load_reward_data(cfg)
     if aux is not None and not views:
-        raise DataError(cfg.views_file, None, "responses", f"--rep-loss {cfg.rep_loss} needs view pairs: no instruction has two distinct responses")
+        raise DataError(cfg.uml.views_file, None, "responses", f"--rep-loss {cfg.uml.rep_loss} needs view pairs: no instruction has two distinct responses")
     with staged(out, "reward", main=PartialState().is_main_process) as tmp:
         trainer = RewardTrainer(cfg, aux=aux, out=tmp)
         result = trainer.train(train, ev, views, out=tmp)
