@@ -48,6 +48,10 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump({section: {key: value} for section, (key, value, _) in SECTION_VALUES.items()}))
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples"}
+    assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml"}
+    assert res["paired"]["rlp-spg"]["vs_ppo"]["n"] == 32 and len(res["methods"]["ppo"]["scores"]) == 32
     for section, (key, value, stages) in SECTION_VALUES.items():
         for stage in stages:
             assert json.loads((tmp_path / "run" / stage / "stage.json").read_text())["config"][key] == value, (section, stage)
@@ -88,3 +92,52 @@ def test_killed_run_continues_without_redoing_stages(tmp_path):
     a = json.loads((tmp_path / "full" / "results.json").read_text())
     b = json.loads((run / "results.json").read_text())
     assert a == b
+
+
+@pytest.mark.slow
+def test_the_run_seed_reaches_every_trained_stage(tmp_path):
+    import json
+
+    from rlop.cli import main
+
+    for seed in (0, 1):
+        assert main(["run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg", "--eval-prompts", "8", "--seed", str(seed),
+                     "--out", str(tmp_path / f"s{seed}")]) == 0
+    for stage in ("sft", "rm", "ppo/policy", "rm-spg", "ppo-spg/policy"):
+        a, b = ((tmp_path / f"s{s}" / stage / "model.safetensors").read_bytes() for s in (0, 1))
+        assert a != b, stage
+    for stage in ("collect/preferences.jsonl", "samples/samples.jsonl", "outputs-sft/outputs.jsonl"):
+        assert (tmp_path / "s0" / stage).read_text() != (tmp_path / "s1" / stage).read_text(), stage
+    seeds = [json.loads((tmp_path / f"s{s}" / "sft" / "stage.json").read_text())["config"]["seed"] for s in (0, 1)]
+    assert seeds[1] == seeds[0] + 1  # the stage's own seed plus the run seed
+
+
+def test_heldout_diagnostic_prompts_are_disjoint_from_step4_prompts():
+    from rlop.data.io import load_instructions
+
+    val = {(e.instruction, e.input) for e in load_instructions("sandbox:val")}
+    unlabeled = {(e.instruction, e.input) for e in load_instructions("sandbox:unlabeled")}
+    assert val and unlabeled and not val & unlabeled
+
+
+def test_wilson_interval():
+    from rlop.evaluation.diagnostics import wilson_interval
+
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(0, 0) == (None, None) and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_synthetic_pair_accuracy_counts_per_family(tmp_path):
+    from rlop.evaluation.diagnostics import synthetic_pair_accuracy
+    from tests.conftest import write_jsonl
+
+    spec = {"type": "number", "answer": "4"}
+    rows = [{"instruction": "2+2?", "input": "", "output_1": "4", "output_2": "5", "preference": 1, "spec": spec, "family": "arithmetic"},
+            {"instruction": "2+2?", "input": "", "output_1": "5", "output_2": "4", "preference": 1, "spec": spec, "family": "arithmetic"},
+            {"instruction": "1+3?", "input": "", "output_1": "4", "output_2": "7", "preference": 1, "spec": spec, "family": "other"}]
+    r = synthetic_pair_accuracy(write_jsonl(tmp_path / "s.jsonl", rows))
+    assert r["pairs"] == 3 and r["gold_accuracy"] == pytest.approx(2 / 3)
+    assert r["per_family"] == {"arithmetic": {"pairs": 2, "gold_accuracy": 0.5}, "other": {"pairs": 1, "gold_accuracy": 1.0}}
+    (tmp_path / "empty.jsonl").write_text("")
+    assert synthetic_pair_accuracy(tmp_path / "empty.jsonl")["pairs"] == 0

@@ -49,6 +49,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report",
                    "rlop.pipeline.run:RunConfig", "run", out="optional"),
     "report": Command("Markdown report with plots from a run directory", out="none"),
+    "compare": Command("several rlop run folders (e.g. seeds) in one table: win-rates and paired differences, bootstrapped over runs and instructions",
+                       section="compare"),
     "sandbox": Command("the offline simulation world: export its splits as JSONL", "rlop.sandbox.world:SandboxConfig", "sandbox"),
 }
 
@@ -59,6 +61,12 @@ def _setup(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("action", choices=["export"], help="export: write every split as JSONL into --out")
     if name == "report":
         p.add_argument("run_dir", help="a folder written by rlop run")
+        return
+    if name == "compare":
+        p.add_argument("run_dirs", nargs="+", help="folders written by rlop run on the same eval set (one per seed)")
+        p.add_argument("--out", required=True, help="output folder for compare.json, compare.md and compare_forest.png")
+        p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out that rlop did not write")
+        p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
         return
     cls = _cls(c.config)
     skip: tuple[str, ...] = ()
@@ -156,7 +164,8 @@ def _do_bon(cfg, args) -> str:
 def _do_eval(cfg, args) -> str:
     from rlop.evaluation.winrate import run_eval
 
-    return json.dumps(run_eval(cfg, args.out), indent=2)
+    res = run_eval(cfg, args.out)
+    return json.dumps({k: v for k, v in res.items() if k != "scores"}, indent=2)  # per-instruction scores: in winrate.json
 
 
 def _do_run(cfg, args) -> str:
@@ -196,13 +205,16 @@ def _execute(args: argparse.Namespace) -> int:
     if name == "report":
         print(_do_report(args))
         return 0
-    cfg = _config(name, args) if name != "run" else None
-    if name == "run":  # the pipeline builds and validates its own config (and every stage's) before claiming --out
-        from rlop.pipeline.run import RunConfig
+    if name == "compare":
+        from rlop.evaluation.compare import markdown, run_compare
 
-        build_config(RunConfig, args.preset or "cpu", args.config, overrides_from_args(args), section="run")
-        print(ACTIONS[name](cfg, args))
+        with outputs.claim(args.out, "compare", args.overwrite):
+            print(markdown(run_compare(args.run_dirs, args.out, args.seed)))
         return 0
+    if name == "run":  # run_pipeline builds and validates its config, then claims and locks --out
+        print(ACTIONS[name](None, args))
+        return 0
+    cfg = _config(name, args)
     if getattr(args, "out", None):
         with outputs.claim(args.out, COMMANDS[name].section, args.overwrite, main=_is_main()):
             print(ACTIONS[name](cfg, args))

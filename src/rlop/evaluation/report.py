@@ -43,6 +43,23 @@ def _plots(run: Path, methods: dict) -> list[str]:
         fig.savefig(run / "ppo_curves.png", dpi=120)
         plt.close(fig)
         made.append("ppo_curves.png")
+    curves = {d: [json.loads(line) for line in open(run / d / "metrics.jsonl")] for d in ppo_dirs}
+    if any(rows and "gold_reward_mean" in rows[0] for rows in curves.values()):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        for d, rows in curves.items():
+            if rows and "gold_reward_mean" in rows[0]:
+                kl = [r["kl"] for r in rows]
+                axes[0].plot(kl, [r["reward_mean"] for r in rows], marker=".", label=d)
+                axes[1].plot(kl, [r["gold_reward_mean"] for r in rows], marker=".", label=d)
+        for ax, title in zip(axes, ("proxy reward (the RM PPO optimises)", "gold score")):
+            ax.set_xlabel("KL to the SFT policy (per response)")
+            ax.set_title(title)
+        axes[0].legend()
+        fig.suptitle("Over-optimisation: gold falls while the proxy rises")
+        fig.tight_layout()
+        fig.savefig(run / "gold_vs_proxy.png", dpi=120)
+        plt.close(fig)
+        made.append("gold_vs_proxy.png")
     stats = run / "spg" / "spg_stats.json"
     if stats.exists():
         s = json.loads(stats.read_text())
@@ -77,9 +94,29 @@ def write_report(run: str | Path) -> Path:
     parts += ["Per-kind win-rate:", ""]
     for m, r in methods.items():
         parts.append(f"- {m}: " + ", ".join(f"{k} {v['win_rate'] * 100:.1f}% (n={v['n']})" for k, v in r["per_subset"].items()))
+    if res.get("paired"):
+        parts += ["", "## Paired differences (same instructions; percentile bootstrap over instructions, and over seeds when there are several)", "",
+                  "| method | vs | difference (points) | 95% CI | share of resamples > 0 | n |", "|---|---|---|---|---|---|"]
+        for m, row in res["paired"].items():
+            for vs, st in row.items():
+                if st["diff"] is not None:
+                    parts.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | "
+                                 f"{st['above_zero']:.2f} | {st['n']} |")
     if diag:
-        parts += ["", "## On-distribution reward-model accuracy (gold-labelled pairs of PPO samples)", ""]
-        parts += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in diag.items()]
+        parts += ["", "## Reward-model accuracy where the policy is (gold-labelled pairs of samples, 95% Wilson CI)", "",
+                  "held-out: val prompts that no stage trained on; step-4: the unlabeled prompts whose samples rm-spg and rm-uml were trained on.", "",
+                  "| samples | reward model | accuracy % | 95% CI | pairs |", "|---|---|---|---|---|"]
+        for where, by_rm in diag.items():
+            if where == "spg_pairs":
+                continue
+            for name, st in by_rm.items():
+                if isinstance(st, dict) and st.get("accuracy") is not None:
+                    parts.append(f"| {where} | {name} | {st['accuracy'] * 100:.1f} | {st['ci_low'] * 100:.1f}-{st['ci_high'] * 100:.1f} | {st['pairs']} |")
+    spg = diag.get("spg_pairs")
+    if spg:
+        acc = "n/a" if spg["gold_accuracy"] is None else f"{spg['gold_accuracy'] * 100:.1f}% ({spg['ci_low'] * 100:.1f}-{spg['ci_high'] * 100:.1f})"
+        parts += ["", f"SPG kept {spg['pairs']} synthetic pairs; the gold agrees with {acc}. Per family: "
+                  + ", ".join(f"{f} {v['pairs']} ({v['gold_accuracy'] * 100:.0f}%)" for f, v in spg["per_family"].items())]
     parts += [""] + [f"![{p}]({p})" for p in plots] + [""]
     path = run / "report.md"
     path.write_text("\n".join(parts))

@@ -42,6 +42,7 @@ def win_rate(
 ) -> dict[str, Any]:
     """``outputs[i]`` is the output for ``examples[i]``, or a list of sampled outputs for it."""
     scores: list[float] = []
+    per_instruction: list[float | None] = []  # in the order of ``examples``; None: no usable verdict
     subsets: dict[str, list[float]] = {}
     dropped = 0
     lengths: list[int] = []
@@ -52,9 +53,11 @@ def win_rate(
         kept = [{2: 1.0, 1: 0.0, 0: 0.5}[v] for v in verdicts if v is not None]
         dropped += len(verdicts) - len(kept)
         if not kept:
+            per_instruction.append(None)
             continue
         s = sum(kept) / len(kept)
         scores.append(s)
+        per_instruction.append(s)
         subsets.setdefault(str(ex.meta.get(subset_key, "all")), []).append(s)
     lo, hi = bootstrap_ci(scores, seed=seed)
     return {
@@ -65,6 +68,7 @@ def win_rate(
         "dropped": dropped,
         "mean_length": sum(lengths) / max(len(lengths), 1),
         "per_subset": {k: {"win_rate": sum(v) / len(v), "n": len(v)} for k, v in sorted(subsets.items())},
+        "scores": per_instruction,
     }
 
 

@@ -29,7 +29,8 @@ from typing import Any, Callable, ClassVar, Literal
 from rlop import outputs
 from rlop.config import ConfigError, StageConfig, build_config, opt, read_yaml
 from rlop.data.io import load_instructions
-from rlop.evaluation.diagnostics import gold_pairs_from_samples, reward_accuracy
+from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples, synthetic_pair_accuracy
+from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
 from rlop.evaluation.winrate import gold_success_rate, win_rate
 from rlop.models.generation import SamplingConfig
@@ -48,7 +49,8 @@ from rlop.utils import atomic_write_text, read_jsonl_plain, write_jsonl
 
 ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
 DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
-ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), "bon", "eval"]
+HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
+ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
 POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
 
 
@@ -80,7 +82,7 @@ class Step4Context:
 class RunConfig(StageConfig):
     preset: Literal["tiny", "cpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests)")
     methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
-    seed: int = opt(0, "seed of collection, policy samples, SPG and evaluation sampling")
+    seed: int = opt(0, "run seed: collection, policy samples, SPG and evaluation sampling use it; SFT, reward models and PPO add it to their own seed")
     sandbox_sft: int = opt(384, "sandbox demonstrations for SFT", ge=1)
     preference_prompts: int = opt(1000, "preference instructions labelled in step 1", ge=1)
     unlabeled_prompts: int = opt(64, "unlabeled instructions sampled for step 4", ge=1)
@@ -91,6 +93,8 @@ class RunConfig(StageConfig):
     judge: Literal["answer", "embedding", "nli"] = opt("embedding", "SPG equivalence judge: answer (sandbox) | embedding | nli")
     gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5)", ge=0, le=1)
     bon_n: int = opt(4, "samples per best-of-n pick", ge=1)
+    heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)
+    heldout_samples: int = opt(4, "samples per held-out prompt from SFT and from the step-3 PPO policy", ge=2)
 
     def check(self) -> None:
         methods = [m for m in self.methods.split(",") if m]
@@ -160,7 +164,15 @@ class Pipeline:
                     outputs.remove_owned(d)
 
     def _stage_cfg(self, cls, section: str, **overrides):
-        return build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
+        """A stage config as its command builds it (preset, YAML, then ``overrides``).
+
+        The run's ``--seed S`` reaches every stage: stages whose seed the run sets itself get it
+        in ``overrides``; the others (SFT, reward models, PPO) run with their own seed plus S,
+        so ``--seed 0`` keeps each stage's documented seed and another S changes all of them."""
+        cfg = build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
+        if "seed" not in overrides and self.cfg.seed and hasattr(cfg, "seed"):
+            cfg = dataclasses.replace(cfg, seed=cfg.seed + self.cfg.seed)
+        return cfg
 
     # ------------------------------------------------------------------ the algorithm
     def run(self) -> dict[str, Any]:
@@ -192,8 +204,9 @@ class Pipeline:
             r["gold_success"] = gold_success_rate(eval_ex, texts[m])
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "diagnostics": diag, "precision": resolve_precision(),
-                                                                   "eval_samples": c.eval_samples}, indent=2))
+        paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag,
+                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
 
         write_report(self.out)
         self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
@@ -253,6 +266,8 @@ class Pipeline:
                 est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.eval_samples * c.max_new_tokens
         if "bon" in self.methods:
             est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.eval_samples * c.max_new_tokens
+        if c.heldout_prompts and "ppo" in est:
+            est.update({h: u["samples"] * c.heldout_prompts * c.heldout_samples * c.max_new_tokens for h in HELDOUT})
         return est
 
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
@@ -281,20 +296,34 @@ class Pipeline:
         return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
-        """On-distribution RM accuracy: gold-labelled pairs of the PPO policy's samples."""
+        """Is each reward model right where the policy is? Accuracy on gold-labelled pairs of samples.
+
+        ``heldout``: samples of SFT and of the step-3 PPO policy on val prompts, which no stage
+        trained on (RLP's premise: the retrained RMs should be right more often on the PPO
+        policy's samples). ``step4_samples``: the step-4 samples themselves, which rm-spg and
+        rm-uml were trained on (so it flatters them)."""
+        c = self.cfg
+        rms = {name: RewardModelReward(self.stage_dir(name)) for name in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())]
+               if (self.stage_dir(name) / "config.json").exists()}
+        out: dict[str, Any] = {}
+        if c.heldout_prompts and "ppo" in policies:
+            for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
+                scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file="sandbox:val", max_prompts=c.heldout_prompts,
+                                       n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=c.seed + 2)
+                d = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])]), lambda d: run_sample(scfg, d),
+                                   config=scfg)
+                pairs = gold_pairs_from_samples(d / "samples.jsonl")
+                out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
         f = self.stage_dir("samples") / "samples.jsonl"
-        if not f.exists():
-            return {}
-        pairs = gold_pairs_from_samples(f)
-        out: dict[str, Any] = {"on_policy_pairs": len(pairs)}
-        for name in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())]:
-            d = self.stage_dir(name)
-            if (d / "config.json").exists() and pairs:
-                out[f"{name}_on_policy_accuracy"] = reward_accuracy(RewardModelReward(d), pairs)
+        if f.exists():
+            pairs = gold_pairs_from_samples(f)
+            out["step4_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
+        if (self.stage_dir("spg") / "synthetic.jsonl").exists():
+            out["spg_pairs"] = synthetic_pair_accuracy(self.stage_dir("spg") / "synthetic.jsonl")
         return out
 
 
-RUN_ENTRIES = ("run_config.json", "results.json", "report.md", "winrate.png", "ppo_curves.png", "spg_confidence.png")
+RUN_ENTRIES = ("run_config.json", "results.json", "report.md", "winrate.png", "ppo_curves.png", "gold_vs_proxy.png", "spg_confidence.png")
 
 
 def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None,

@@ -1,0 +1,95 @@
+"""Paired bootstrap of method differences against hand-computed cases."""
+
+import pytest
+
+from rlop.evaluation.paired import paired_bootstrap, paired_differences, paired_table
+
+
+def test_differences_drop_instructions_without_a_score_for_both():
+    assert paired_differences([1.0, None, 0.5, 0.0], [0.0, 1.0, None, 0.0]) == [1.0, 0.0]
+    with pytest.raises(ValueError):
+        paired_differences([1.0], [1.0, 0.0])
+
+
+def test_constant_difference_has_a_point_interval():
+    r = paired_bootstrap([[1.0, 0.5, 1.0]], [[0.5, 0.0, 0.5]])
+    assert r["diff"] == pytest.approx(0.5) and r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
+    assert r["above_zero"] == 1.0 and r["n"] == 3 and r["seeds"] == 1
+
+
+def test_mean_and_interval_of_a_mixed_difference():
+    a, b = [1.0] * 30 + [0.0] * 70, [0.0] * 100  # the difference is 1 on 30 instructions, 0 on 70
+    r = paired_bootstrap([a], [b], n_boot=4000)
+    assert r["diff"] == pytest.approx(0.3)
+    se = (0.3 * 0.7 / 100) ** 0.5  # the bootstrap interval is close to +-1.96 standard errors
+    assert r["ci_low"] == pytest.approx(0.3 - 1.96 * se, abs=0.02) and r["ci_high"] == pytest.approx(0.3 + 1.96 * se, abs=0.02)
+    assert r["above_zero"] == 1.0
+
+
+def test_pairing_removes_shared_instruction_difficulty():
+    # b is a + 0.1 on every instruction, while instruction scores vary widely: the paired interval is a point
+    a = [0.0, 0.9, 0.2, 0.8, 0.1, 0.7] * 10
+    r = paired_bootstrap([[x + 0.1 for x in a]], [a])
+    assert r["ci_low"] == pytest.approx(0.1) and r["ci_high"] == pytest.approx(0.1)
+
+
+def test_seeds_are_resampled_too():
+    # seed 1: +0.2 everywhere; seed 2: 0 everywhere -> point 0.1, the interval spans both seeds' values
+    r = paired_bootstrap([[0.2] * 20, [0.0] * 20], [[0.0] * 20, [0.0] * 20], n_boot=4000)
+    assert r["diff"] == pytest.approx(0.1) and r["seeds"] == 2
+    assert r["ci_low"] == pytest.approx(0.0) and r["ci_high"] == pytest.approx(0.2)
+    assert 0.6 < r["above_zero"] < 0.9  # a resample is all zero only when it draws seed 2 twice (p = 1/4)
+
+
+def test_table_compares_every_method_with_ppo_and_sft():
+    scores = {"sft": [[0.0, 0.0]], "ppo": [[1.0, 0.0]], "rlp-spg": [[1.0, 1.0]]}
+    t = paired_table(scores)
+    assert set(t) == {"sft", "ppo", "rlp-spg"} and set(t["rlp-spg"]) == {"vs_ppo", "vs_sft"}
+    assert t["rlp-spg"]["vs_ppo"]["diff"] == pytest.approx(0.5) and t["ppo"]["vs_sft"]["diff"] == pytest.approx(0.5)
+    assert "vs_ppo" not in t["ppo"] and set(t["sft"]) == {"vs_ppo"}
+
+
+def test_no_paired_instruction_gives_nulls_not_nan():
+    r = paired_bootstrap([[None, 1.0]], [[0.0, None]])
+    assert r["diff"] is None and r["n"] == 0
+
+
+def fake_run(path, seed, scores):
+    """A finished run folder as rlop run leaves it (marker, run_config.json, results.json with scores)."""
+    import json
+
+    from rlop import outputs
+
+    with outputs.claim(path, "run"):
+        (path / "run_config.json").write_text(json.dumps({"seed": seed}))
+        (path / "results.json").write_text(json.dumps({"methods": {m: {"scores": s} for m, s in scores.items()}}))
+    return path
+
+
+def test_rlop_compare_aggregates_seeds(tmp_path, capsys):
+    import json
+
+    from rlop.cli import main
+
+    a = fake_run(tmp_path / "s0", 0, {"sft": [0.0, 0.0, 1.0, 0.0], "ppo": [1.0, 0.0, 1.0, 0.0], "rlp-spg": [1.0, 1.0, 1.0, None]})
+    b = fake_run(tmp_path / "s1", 1, {"sft": [0.0, 0.0, 0.0, 0.0], "ppo": [1.0, 0.0, 0.0, 0.0], "rlp-spg": [1.0, 0.0, 0.0, 0.0]})
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert res["seeds"] == [0, 1]
+    assert res["win_rate"]["ppo"]["diff"] == pytest.approx((0.5 + 0.25) / 2)
+    # rlp-spg vs ppo: seed 0 differs on instruction 2 only (instruction 4 dropped): +1/3; seed 1: 0
+    assert res["paired"]["rlp-spg"]["vs_ppo"]["diff"] == pytest.approx((1 / 3 + 0) / 2)
+    assert (tmp_path / "cmp" / "compare_forest.png").stat().st_size > 0
+    assert "| rlp-spg | ppo | +16.7 |" in capsys.readouterr().out
+
+
+def test_rlop_compare_refuses_runs_of_different_eval_sets(tmp_path, capsys):
+    from rlop.cli import main
+
+    a = fake_run(tmp_path / "s0", 0, {"ppo": [1.0, 0.0]})
+    b = fake_run(tmp_path / "s1", 1, {"ppo": [1.0, 0.0, 1.0]})
+    (tmp_path / "plain").mkdir()
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 2
+    assert "different numbers of instructions" in capsys.readouterr().err
+    assert main(["compare", str(a), str(tmp_path / "plain"), "--out", str(tmp_path / "cmp")]) == 2
+    assert "not a finished rlop run" in capsys.readouterr().err and not (tmp_path / "cmp").exists()
