@@ -126,7 +126,7 @@ def generate(
         ex = s.example
         base = {"instruction": ex.instruction, "input": ex.input, **ex.meta, "variant": cfg.variant}
         if cfg.variant in ("spg", "select-all"):
-            clusters = cluster(ex.instruction, s.responses, judge)
+            clusters = cluster(ex.instruction + (f"\n\n{ex.input}" if ex.input else ""), s.responses, judge)  # the NLI judge reads both
             confidences.append(max(len(c) for c in clusters) / len(s.responses))
             rewards = reward([ex] * len(s.responses), s.responses)
             pick = select_pair(s.responses, clusters, rewards, gamma, rng)
