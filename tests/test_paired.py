@@ -14,7 +14,7 @@ def test_differences_drop_instructions_without_a_score_for_both():
 def test_constant_difference_has_a_point_interval():
     r = paired_bootstrap([[1.0, 0.5, 1.0]], [[0.5, 0.0, 0.5]])
     assert r["diff"] == pytest.approx(0.5) and r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
-    assert r["above_zero"] == 1.0 and r["n"] == 3 and r["seeds"] == 1
+    assert r["above_zero"] == 1.0 and r["n"] == 3 and r["seeds"] == 1 and r["se"] == pytest.approx(0.0) and r["mdd"] == pytest.approx(0.0)
 
 
 def test_mean_and_interval_of_a_mixed_difference():
@@ -24,6 +24,7 @@ def test_mean_and_interval_of_a_mixed_difference():
     se = (0.3 * 0.7 / 100) ** 0.5  # the bootstrap interval is close to +-1.96 standard errors
     assert r["ci_low"] == pytest.approx(0.3 - 1.96 * se, abs=0.02) and r["ci_high"] == pytest.approx(0.3 + 1.96 * se, abs=0.02)
     assert r["above_zero"] == 1.0
+    assert r["se"] == pytest.approx(se, rel=0.1) and r["mdd"] == pytest.approx(2.8016 * se, rel=0.1)
 
 
 def test_pairing_removes_shared_instruction_difficulty():

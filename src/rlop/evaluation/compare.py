@@ -49,11 +49,11 @@ def markdown(res: dict[str, Any]) -> str:
              "| method | win-rate % | 95% CI | instructions |", "|---|---|---|---|"]
     lines += [f"| {m} | {pct(r['diff'])} | {pct(r['ci_low'])}-{pct(r['ci_high'])} | {r['n']} |" for m, r in res["win_rate"].items()]
     lines += ["", "Paired differences (same instructions and seeds):", "",
-              "| method | vs | difference (points) | 95% CI | share of resamples > 0 |", "|---|---|---|---|---|"]
+              "| method | vs | difference (points) | 95% CI | share of resamples > 0 | detectable (80% power) |", "|---|---|---|---|---|---|"]
     for m, row in res["paired"].items():
         for vs, st in row.items():
             if st["diff"] is not None:
-                lines.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | {st['above_zero']:.2f} |")
+                lines.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | {st['above_zero']:.2f} | {st['mdd'] * 100:.1f} |")
     return "\n".join(lines) + "\n"
 
 

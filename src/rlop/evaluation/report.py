@@ -96,12 +96,12 @@ def write_report(run: str | Path) -> Path:
         parts.append(f"- {m}: " + ", ".join(f"{k} {v['win_rate'] * 100:.1f}% (n={v['n']})" for k, v in r["per_subset"].items()))
     if res.get("paired"):
         parts += ["", "## Paired differences (same instructions; percentile bootstrap over instructions, and over seeds when there are several)", "",
-                  "| method | vs | difference (points) | 95% CI | share of resamples > 0 | n |", "|---|---|---|---|---|---|"]
+                  "| method | vs | difference (points) | 95% CI | share of resamples > 0 | detectable (80% power) | n |", "|---|---|---|---|---|---|---|"]
         for m, row in res["paired"].items():
             for vs, st in row.items():
                 if st["diff"] is not None:
                     parts.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | "
-                                 f"{st['above_zero']:.2f} | {st['n']} |")
+                                 f"{st['above_zero']:.2f} | {st['mdd'] * 100 if st.get('mdd') is not None else float('nan'):.1f} | {st['n']} |")
     if diag:
         parts += ["", "## Reward-model accuracy where the policy is (gold-labelled pairs of samples, 95% Wilson CI)", "",
                   "held-out: val prompts that no stage trained on; step-4: the unlabeled prompts whose samples rm-spg and rm-uml were trained on.", "",
