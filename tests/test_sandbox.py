@@ -65,7 +65,7 @@ SUCCESS_CASES = [
     (OPEN(MAXW), "Cats are nice pets and fun to have.", False),  # off topic
     (OPEN(BUL), "- Penguins swim.\n- Penguins walk.\n- Penguins eat fish.", True),
     (OPEN(BUL), "- Penguins swim.\n- Penguins walk.", False),
-    (OPEN(BUL), "* Penguins swim.\n* They walk.\n* They eat fish.", True),
+    (OPEN(BUL), "* Penguins swim.\n* They walk.\n* They eat fish.", False),  # asked for '- '
     (OPEN(BUL), "- Cars go.\n- Cars stop.\n- Cars honk.", False),
     (OPEN(KEY), "Penguins may face a hard future as ice melts.", True),
     (OPEN(KEY), P_OK, False),
@@ -82,6 +82,12 @@ SUCCESS_CASES = [
     (OPEN(JSON), '{"topic": "penguins", "text": "Penguins swim."}', True),
     (OPEN(JSON), '```json\n{"penguins": "they swim"}\n```', True),
     (OPEN(JSON), "Penguins swim: {not json}", False),
+    (OPEN(JSON), '```JSON\n{"penguins": "they swim"}\n```', True),  # an upper-case fence is still a fence
+    (OPEN(TITLE), "<<   >>\nPenguins live in cold places and swim well in the sea.", False),  # a blank title is no title
+    (OPEN(TITLE), "<<Penguins: a < b > c>>\nPenguins live in cold places and swim well in the sea.", True),
+    (OPEN(BUL), "Penguins:\n* swim well\n* eat fish\n* live in the cold", False),  # the instruction asks for '- '
+    (OPEN(BUL), "Penguins:\n- swim well\n- eat fish\n- live in the cold", True),
+    (OPEN(MAXW, topic="pingüinos"), "Los pingüinos nadan muy bien en el mar frío del sur y comen peces pequeños.", True),
     (OPEN(JSON), '["penguins"]', False),
     (OPEN(SENT), P_OK, True),
     (OPEN(SENT), "Penguins swim. They eat. They sleep.", False),
@@ -175,3 +181,11 @@ def test_sft_demonstrations_meet_the_gold():
     exs = sft_examples(build_world(cfg), cfg)
     ok = sum(gold_success(e.meta["spec"], e.output) for e in exs)
     assert ok >= 0.97 * len(exs)
+
+
+def test_words_are_counted_in_every_script():
+    from rlop.sandbox.gold import _words, constraint_met
+
+    assert _words("Los pingüinos don't swim") == ["Los", "pingüinos", "don't", "swim"]
+    assert len(_words("企鹅生活在寒冷的地方")) == 10  # one word per CJK character, not 0
+    assert not constraint_met({"type": "max_words", "n": 5}, "企鹅生活在寒冷的地方") and constraint_met({"type": "max_words", "n": 5}, "企鹅生活")

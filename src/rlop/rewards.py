@@ -24,7 +24,7 @@ class Reward(Protocol):
 
 
 class RewardModelReward:
-    def __init__(self, path: str | Path, max_length: int = 512, batch_size: int = 16, device: str | None = None):
+    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None):
         from rlop.models.reward import RewardModelScorer
 
         self.path = str(path)

@@ -57,11 +57,25 @@ def rm_texts(tokenizer, instructions: Sequence[str], inputs: Sequence[str], resp
     return [format_prompt(tokenizer, i, x) + r for i, x, r in zip(instructions, inputs, responses)]
 
 
+def trained_max_length(path: str | Path, default: int = 512) -> int:
+    """The ``max_length`` a reward model saved by rlop was trained with (texts are scored as they were trained)."""
+    import json
+
+    try:
+        value = json.loads((Path(path) / "rlop_config.json").read_text()).get("max_length")
+    except (OSError, ValueError):
+        return default
+    return value if isinstance(value, int) and value > 0 else default
+
+
 class RewardModelScorer:
     """Scores (instruction, input, response) text with a saved reward model."""
 
-    def __init__(self, path: str | Path, max_length: int = 512, batch_size: int = 16, device: str | None = None,
+    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None,
                  model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None):
+        """``max_length`` None: the length the model was trained at (its ``rlop_config.json``), else 512."""
+        if max_length is None:
+            max_length = trained_max_length(path)
         self.tokenizer = tokenizer or load_tokenizer(str(path))
         self.model = model or load_reward_model(str(path))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -93,6 +93,7 @@ class RunConfig(StageConfig):
     judge: Literal["answer", "embedding", "nli"] = opt("embedding", "SPG equivalence judge: answer (sandbox) | embedding | nli")
     gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5)", ge=0, le=1)
     bon_n: int = opt(4, "samples per best-of-n pick", ge=1)
+    bon_temperature: float = opt(1.0, "best-of-n sampling temperature (AlpacaFarm: 1.0, top_p 0.9)", gt=0)
     heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)
     heldout_samples: int = opt(4, "samples per held-out prompt from SFT and from the step-3 PPO policy", ge=2)
 
@@ -285,9 +286,8 @@ class Pipeline:
         return [r["outputs"] for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
-        # temperature 0.7 as the evaluation outputs (AlpacaFarm's best-of-n uses 1.0, the BestOfNConfig default)
         bcfg = self._stage_cfg(BestOfNConfig, "bon", policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples,
-                               temperature=0.7, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
+                               temperature=self.cfg.bon_temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
 
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))

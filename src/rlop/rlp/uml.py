@@ -106,7 +106,8 @@ class InfoMaxLoss(AuxLoss):
         mu, s = self.encoder(h1)
         h, mu, s = (gather_with_grad(t) for t in (h1.float(), mu, s))
         z = mu + s * torch.randn_like(mu)
-        mi = js_mi_bound(*critic_scores(self.critic, h, z, self.negatives))
+        # the critic reads the representation as data: only the encoder, through z, learns from I(h; z)
+        mi = js_mi_bound(*critic_scores(self.critic, h.detach(), z, self.negatives))
         return -mi, {"mi_jsd": mi}
 
 

@@ -23,7 +23,10 @@ from typing import Any
 from rlop.utils import derive_seed
 
 NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
-WORD_RE = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+# a word: a run of letters or digits in any script (accents included), or one CJK character
+# (Chinese and Japanese are written without spaces, and each character is about one word)
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+WORD_RE = re.compile(rf"[{CJK}]|(?:(?![{CJK}])[^\W_])+(?:'(?:(?![{CJK}])[^\W_])+)?")
 
 
 def _words(text: str) -> list[str]:
@@ -79,7 +82,7 @@ def _count_sentences(text: str) -> int:
 
 def _json_obj(text: str) -> bool:
     t = text.strip()
-    t = re.sub(r"^```(?:json)?\s*|\s*```$", "", t)
+    t = re.sub(r"^```(?:json)?\s*|\s*```$", "", t, flags=re.I)
     try:
         return isinstance(json.loads(t), dict)
     except ValueError:
@@ -92,7 +95,8 @@ def constraint_met(c: dict[str, Any], text: str) -> bool:
     if k == "max_words":
         return 0 < len(_words(text)) < c["n"]
     if k == "bullets":
-        return sum(1 for line in text.splitlines() if re.match(r"\s*[-*•]\s+\S", line)) == c["n"]
+        return sum(1 for line in text.splitlines() if re.match(r"\s*-\s+\S", line)) == c["n"]  # the instruction asks for '- '
+
     if k == "keyword":
         return re.search(rf"\b{re.escape(c['word'])}\b", low) is not None
     if k == "forbidden":
@@ -102,7 +106,7 @@ def constraint_met(c: dict[str, Any], text: str) -> bool:
     if k == "ending":
         return text.strip().endswith(c["phrase"].strip())
     if k == "title":
-        return re.search(r"<<[^<>\n]+>>", text) is not None
+        return any(m.group(1).strip() for m in re.finditer(r"<<(.+?)>>", text))  # a non-blank title on one line
     if k == "json":
         return _json_obj(text)
     if k == "sentences":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -39,7 +40,7 @@ from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_reward_model
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
 from rlop.training import tracking
-from rlop.training.rollout import KLController, Rollout, response_logprobs, token_values
+from rlop.training.rollout import KLController, Rollout, disable_dropout, no_sync, response_logprobs, token_values
 from rlop.outputs import claim, complete, own, remove_owned
 from rlop.utils import MetricsLogger, atomic_dir, derive_seed
 
@@ -63,6 +64,10 @@ class PPOConfig(StageConfig):
     noptepochs: int = opt(2, "optimisation epochs over each rollout batch", ge=1)
     learning_rate: float = opt(1e-5, "peak learning rate of policy and value model", gt=0)
     warmup_steps: int = opt(5, "linear warmup, in PPO steps", ge=0)
+    lr_horizon: Literal["planned", "steps"] = opt("planned", "linear decay to 0 over the planned run, total_epochs passes over the prompts "
+                                                  "(AlpacaFarm: the rate stays near its peak over the steps used) | over --steps")
+    total_epochs: float = opt(10.0, "planned passes over the prompts for --lr-horizon planned (AlpacaFarm: 10)", gt=0)
+    disable_dropout: bool = opt(True, "turn dropout off in policy and value model (rollouts run in eval mode; TRL does the same)")
     adam_eps: float = opt(1e-5, "AdamW epsilon", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     max_grad_norm: float = opt(1.0, "gradient clipping norm", gt=0)
@@ -97,12 +102,12 @@ class PPOConfig(StageConfig):
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", query_len=96, response_len=12, steps=6, rollout_batch_size=32, step_batch_size=16, micro_batch_size=16,
-                     learning_rate=3e-3, warmup_steps=0, save_steps=2, max_prompts=64, kl_coef=0.01),
+                     learning_rate=3e-3, warmup_steps=0, save_steps=2, max_prompts=64, kl_coef=0.01, lr_horizon="steps"),
         # 30 steps x 16 rollouts on 2 cores: a 135M reward model's scores vary mostly between prompts, so the
         # value model starts from the reward head (TRL's convention) and rewards are not whitened (TRL's default)
         "cpu": dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
                     noptepochs=1, learning_rate=2e-5, warmup_steps=2, save_steps=5, max_prompts=512, generation_batch_size=16,
-                    kl_coef=0.05, value_head="reward", whiten_rewards=False),
+                    kl_coef=0.05, value_head="reward", whiten_rewards=False, lr_horizon="steps"),
     }
 
 
@@ -135,11 +140,14 @@ class PPOTrainer:
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
         keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
         value = load_reward_model(vinit, zero_head=not keep_head, trust_remote_code=cfg.trust_remote_code)
+        if cfg.disable_dropout:
+            for model in (policy, value):
+                disable_dropout(model)
         params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
 
-        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=self.lr_horizon())
         self.policy, self.value, self.optimizer = acc.prepare(policy, value, optimizer)
         self.scheduler = scheduler
         self.kl_ctl = KLController(cfg)
@@ -148,6 +156,12 @@ class PPOTrainer:
         self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size)
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
+
+    def lr_horizon(self) -> int:
+        """Steps over which the learning rate decays linearly to 0."""
+        if self.cfg.lr_horizon == "steps":
+            return self.cfg.steps
+        return max(self.cfg.steps, math.ceil(self.cfg.total_epochs * len(self.prompts) / self.cfg.rollout_batch_size))
 
     # ------------------------------------------------------------------ data
     def _filter_prompts(self, prompts: list[InstructionExample]) -> list[InstructionExample]:
@@ -278,7 +292,7 @@ class PPOTrainer:
                 for k, ids in enumerate(micro):
                     b = batch.select(ids)
                     sync = k == len(micro) - 1
-                    ctx = _no_sync(acc, [self.policy, self.value], sync)
+                    ctx = no_sync(acc, [self.policy, self.value], sync)
                     with ctx:
                         with autocast(acc.device):
                             lp, _ = response_logprobs(self.policy, b.query_ids, b.query_mask, b.response_ids, b.response_mask, cfg.temperature)
@@ -351,20 +365,6 @@ class PPOTrainer:
                 (tmp / "rlop_config.json").write_text(json.dumps(stage_record("ppo", self.cfg), indent=2))
         acc.wait_for_everyone()
         return Path(path)
-
-
-class _no_sync:
-    def __init__(self, acc, models, sync: bool):
-        self.ctxs = [] if sync else [acc.no_sync(m) for m in models]
-
-    def __enter__(self):
-        for c in self.ctxs:
-            c.__enter__()
-
-    def __exit__(self, *a):
-        for c in reversed(self.ctxs):
-            c.__exit__(*a)
-        return False
 
 
 PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", tracking.DIR, "wandb")

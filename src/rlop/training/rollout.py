@@ -79,3 +79,30 @@ def token_values(value_model, query_ids, query_mask, response_ids, response_mask
     h = backbone(value_model)(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False).last_hidden_state
     Q = query_ids.shape[1]
     return score_head(value_model)(h[:, Q - 1 : -1]).squeeze(-1).float()
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off everywhere: rollouts are scored in eval mode, so training must see the same network."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    cfg = getattr(model, "config", None)
+    for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout"):
+        if cfg is not None and isinstance(getattr(cfg, name, None), float):
+            setattr(cfg, name, 0.0)
+
+
+class no_sync:
+    """Skip DDP's gradient all-reduce for ``models`` unless ``sync`` (gradient accumulation)."""
+
+    def __init__(self, acc, models, sync: bool):
+        self.ctxs = [] if sync else [acc.no_sync(m) for m in models]
+
+    def __enter__(self):
+        for c in self.ctxs:
+            c.__enter__()
+
+    def __exit__(self, *a):
+        for c in reversed(self.ctxs):
+            c.__exit__(*a)
+        return False

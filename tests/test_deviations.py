@@ -1,0 +1,58 @@
+"""Departures from the method's references, fixed or made options with the faithful default."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rlop.config import build_config
+
+
+def test_ppo_learning_rate_decays_over_the_planned_run_by_default():
+    from rlop.training.ppo import PPOConfig, PPOTrainer
+
+    cfg = PPOConfig(steps=40, rollout_batch_size=512)
+    assert cfg.lr_horizon == "planned" and cfg.total_epochs == 10
+    trainer = SimpleNamespace(cfg=cfg, prompts=[None] * 20_000)  # AlpacaFarm: 10 epochs of 20k prompts at 512 per step
+    assert PPOTrainer.lr_horizon(trainer) == 391
+    trainer.cfg = build_config(PPOConfig, overrides={"steps": 40, "lr_horizon": "steps"})
+    assert PPOTrainer.lr_horizon(trainer) == 40
+    assert build_config(PPOConfig, "cpu").lr_horizon == "steps"  # the measured cpu configuration, kept as a preset
+
+
+def test_dropout_is_turned_off_for_ppo():
+    from rlop.training.rollout import disable_dropout
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
+    model.config = SimpleNamespace(attention_dropout=0.1, hidden_size=2)
+    disable_dropout(model)
+    assert model[1].p == 0.0 and model.config.attention_dropout == 0.0 and model.config.hidden_size == 2
+
+
+def test_infomax_critic_reads_a_detached_representation():
+    from rlop.rlp.uml import InfoMaxLoss
+
+    loss_fn = InfoMaxLoss(hidden_size=8, latent=4, head_hidden=8)
+    seen = []
+    forward = loss_fn.critic.forward
+    loss_fn.critic.forward = lambda a, b: seen.append(a.requires_grad) or forward(a, b)
+    h = torch.randn(6, 8, requires_grad=True)
+    loss, _ = loss_fn(h, h.clone())
+    loss.backward()
+    assert seen and not any(seen) and h.grad is not None  # the backbone still learns, through the encoder
+
+
+def test_reward_model_scores_at_the_length_it_was_trained_with(tmp_path):
+    from rlop.models.reward import trained_max_length
+
+    assert trained_max_length(tmp_path) == 512
+    (tmp_path / "rlop_config.json").write_text(json.dumps({"stage": "reward", "max_length": 192}))
+    assert trained_max_length(tmp_path) == 192
+
+
+def test_best_of_n_in_rlop_run_samples_at_alpacafarm_temperature():
+    from rlop.pipeline.run import RunConfig
+    from rlop.training.best_of_n import BestOfNConfig
+
+    assert RunConfig().bon_temperature == BestOfNConfig().temperature == pytest.approx(1.0)
