@@ -50,7 +50,7 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run" / "bon" / "stage.json").read_text())["config"]["temperature"] == 1.0  # AlpacaFarm's best-of-n
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples"}
+    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples", "spg_pairs"}
     assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml"}
     assert res["paired"]["rlp-spg"]["vs_ppo"]["n"] == 32 and len(res["methods"]["ppo"]["scores"]) == 32
     for section, (key, value, stages) in SECTION_VALUES.items():

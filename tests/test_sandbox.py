@@ -189,3 +189,19 @@ def test_words_are_counted_in_every_script():
     assert _words("Los pingüinos don't swim") == ["Los", "pingüinos", "don't", "swim"]
     assert len(_words("企鹅生活在寒冷的地方")) == 10  # one word per CJK character, not 0
     assert not constraint_met({"type": "max_words", "n": 5}, "企鹅生活在寒冷的地方") and constraint_met({"type": "max_words", "n": 5}, "企鹅生活")
+
+
+def test_collect_labels_the_policys_own_samples(tmp_path):
+    """sandbox:preference already holds a ready-made pair per prompt; collect must keep the policy's samples."""
+    import json
+
+    from rlop.data.io import load_instructions
+    from rlop.models.generation import SamplingConfig
+    from rlop.models.sampling import sample_responses
+    from rlop.sandbox.collect import collect
+
+    path = collect("tiny", "sandbox:preference", tmp_path / "c", max_prompts=4, max_new_tokens=8, seed=3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    sets = sample_responses("tiny", load_instructions("sandbox:preference", limit=4), 2, SamplingConfig(8, 1.0, 0.9, 0, True, 32), 3)
+    samples = {s.example.instruction: set(s.responses) for s in sets}
+    assert rows and all({r["output_1"], r["output_2"]} == samples[r["instruction"]] for r in rows)

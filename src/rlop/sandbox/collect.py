@@ -17,6 +17,9 @@ from rlop.sandbox.gold import GoldAnnotator, NoisyAnnotator, check_spec
 from rlop.utils import write_jsonl
 
 
+PAIR_FIELDS = ("output_1", "output_2", "preference", "chosen", "rejected")
+
+
 @dataclass
 class CollectConfig(StageConfig):
     policy: str = opt(DEFAULT_MODEL, "policy that writes the two responses (the SFT model)")
@@ -50,8 +53,11 @@ def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "n
             pref = ann.prefer(s.example.meta["spec"], a, b)
             if pref == 0:  # identical outputs carry no preference (AlpacaFarm drops them)
                 continue
-            rows.append({"instruction": s.example.instruction, "input": s.example.input, "output_1": a, "output_2": b,
-                         "preference": pref, **s.example.meta})
+            # the prompt's own metadata first: a prompt file that already holds a pair (sandbox:preference does)
+            # must not overwrite the policy's samples and their label
+            meta = {k: v for k, v in s.example.meta.items() if k not in PAIR_FIELDS}
+            rows.append({**meta, "instruction": s.example.instruction, "input": s.example.input, "output_1": a, "output_2": b,
+                         "preference": pref})
         write_jsonl(tmp / "preferences.jsonl", rows)
     return Path(out) / "preferences.jsonl"
 
