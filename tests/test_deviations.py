@@ -56,3 +56,17 @@ def test_best_of_n_in_rlop_run_samples_at_alpacafarm_temperature():
     from rlop.training.best_of_n import BestOfNConfig
 
     assert RunConfig().bon_temperature == BestOfNConfig().temperature == pytest.approx(1.0)
+
+
+def test_every_training_stage_has_the_same_tracking_option():
+    from rlop.training import tracking
+    from rlop.training.ppo import PPOConfig
+    from rlop.training.reward import RewardConfig
+    from rlop.training.sft import SFTConfig
+
+    for cls in (SFTConfig, RewardConfig, PPOConfig):
+        assert cls().report_to == "none"
+        assert build_config(cls, overrides={"report_to": "tensorboard"}).report_to == "tensorboard"
+    assert tracking.accelerator_kwargs("none", "out") == {} and tracking.trl_report_to("none") == []
+    assert tracking.accelerator_kwargs("wandb", "out") == {"log_with": "wandb", "project_dir": "out/tracking"}
+    assert tracking.trl_report_to("trackio") == ["trackio"]
