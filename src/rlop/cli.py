@@ -132,10 +132,8 @@ def _do_reward(cfg, args) -> str:
 
 
 def _do_ppo(cfg, args) -> str:
-    from rlop.config import require
     from rlop.training.ppo import run_ppo
 
-    require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
     last = run_ppo(cfg, args.out, resume=args.resume)
     return json.dumps(last, indent=2) + f"\npolicy saved to {Path(args.out) / 'policy'}"
 
@@ -154,10 +152,8 @@ def _do_spg(cfg, args) -> str:
 
 
 def _do_bon(cfg, args) -> str:
-    from rlop.config import require
     from rlop.training.best_of_n import run_best_of_n
 
-    require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
     return f"best-of-{cfg.n} outputs written to {run_best_of_n(cfg, args.out)}"
 
 
