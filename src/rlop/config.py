@@ -46,6 +46,10 @@ SECTIONS = {
 }
 
 
+# learning-rate schedules by their transformers names (SFT and reward training)
+LRScheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
+
+
 class ConfigError(UserError, ValueError):
     """A config value, file or flag combination that cannot work (exit code 2)."""
 

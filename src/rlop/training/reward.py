@@ -24,13 +24,13 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rlop.config import ConfigError, StageConfig, opt, stage_record, to_dict
+from rlop.config import ConfigError, LRScheduler as Scheduler, StageConfig, opt, stage_record, to_dict
 from rlop.data import PreferenceExample, load_preferences
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
@@ -44,7 +44,6 @@ from rlop.utils import MetricsLogger, derive_seed
 
 log = logging.getLogger(__name__)
 
-Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
 
 
 @dataclass

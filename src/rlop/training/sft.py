@@ -13,11 +13,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
-from rlop.config import StageConfig, opt, stage_record
+from rlop.config import LRScheduler as Scheduler, StageConfig, opt, stage_record
 from rlop.data import format_prompt, load_instructions
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
@@ -28,7 +28,6 @@ from rlop.training import tracking
 log = logging.getLogger(__name__)
 
 
-Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
 
 
 @dataclass
