@@ -39,7 +39,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_sft, tmp_path):
     with pytest.raises(NonFiniteLoss, match="non-finite loss.*step-2"):
         trainer.train()
     assert (tmp_path / "ppo" / "checkpoints" / "latest").read_text() == "2"
-    assert (tmp_path / "ppo" / "checkpoints" / "step-2" / "state.pt").exists()
+    assert (tmp_path / "ppo" / "checkpoints" / "step-2" / "trainer.json").exists()
 
 
 def _ppo_cmd(policy, out, *extra):
@@ -98,6 +98,6 @@ def test_value_model_head_zero_or_from_the_reward_model(tiny_sft, tiny_tok, tmp_
     tiny_tok.save_pretrained(tmp_path / "rm")
     cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "reward": str(tmp_path / "rm"), "value_head": value_head})
     tr = PPOTrainer(cfg, out=tmp_path / "ppo")
-    head = score_head(tr.accelerator.unwrap_model(tr.value)).weight
+    head = score_head(tr.actor_critic.value).weight
     expected = score_head(rm).weight if value_head == "reward" else torch.zeros_like(head)
     assert torch.equal(head.detach().cpu(), expected.detach())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -91,7 +91,14 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[
 
 
 class Backend(Protocol):
+    """What every sampling engine provides. ``generate`` returns left-padded prompt ids and
+    right-padded response ids with their masks (PPO recomputes log-probs with the policy, so
+    ids are all it needs); ``sync_weights`` is called by PPO after each optimisation phase
+    so that an engine holding its own copy of the weights samples from the updated policy."""
+
     def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation: ...
+
+    def sync_weights(self, model: PreTrainedModel) -> None: ...
 
 
 def context_length(model: PreTrainedModel) -> int | None:
@@ -133,9 +140,14 @@ class HFBackend:
     left-truncated (their end, where the instruction and the assistant turn are, is kept), and
     the count is kept in ``truncated`` and reported."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.truncated = 0
+        # when to stop decoding; under sharding every process must agree (rlop.training.distributed.all_processes)
+        self.all_done = all_done or (lambda done: bool(done.all()))
+
+    def sync_weights(self, model: PreTrainedModel) -> None:
+        """Nothing to copy: this backend samples with the training model itself."""
 
     @torch.no_grad()
     def _generate_batch(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
@@ -169,7 +181,7 @@ class HFBackend:
             tokens.append(nxt)
             live.append(~done)
             done = done | torch.isin(nxt, stop)
-            if bool(done.all()):
+            if self.all_done(done):
                 break
             full_mask = torch.cat([full_mask, torch.ones_like(nxt).unsqueeze(1)], dim=1)
             pos = pos + 1
@@ -210,7 +222,7 @@ def concat_generations(parts: list[Generation], pad: int) -> Generation:
 BACKENDS = {"hf": HFBackend}
 
 
-def make_backend(model, tokenizer, name: str = "hf") -> Backend:
+def make_backend(model, tokenizer, name: str = "hf", **kwargs) -> Backend:
     if name not in BACKENDS:
         raise ValueError(f"unknown generation backend {name!r}; available: {', '.join(BACKENDS)}")
-    return BACKENDS[name](model, tokenizer)
+    return BACKENDS[name](model, tokenizer, **kwargs)

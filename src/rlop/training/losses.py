@@ -8,6 +8,8 @@ All tensors are batch-first; ``mask`` is 1 on real response tokens and 0 on padd
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,17 +41,25 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           sum_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Normalise to unit variance over masked entries; keep the mean unless ``shift_mean``.
 
     AlpacaFarm whitens shaped rewards without mean shift and advantages with it.
-    Padding positions come back as 0.
+    Padding positions come back as 0. ``sum_fn`` turns local sums into global ones (an
+    all-reduce over processes), so that the moments are those of the global batch.
     """
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    total = sum_fn or (lambda t: t)
+    m = mask.to(x.dtype)
+    s, n = total(torch.stack([(x * m).sum(), m.sum()]))
+    mean = s / n.clamp(min=1.0)
+    var = total(((x - mean) ** 2 * m).sum()) / n.clamp(min=1.0)
+    if n > 1:
+        var = var * n / (n - 1)  # unbiased, as masked_var
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return out * mask.to(x.dtype)
+    return out * m
 
 
 # --------------------------------------------------------------------------- PPO

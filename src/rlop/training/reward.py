@@ -38,6 +38,7 @@ from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
 from rlop.rlp.uml_config import UMLConfig
 from rlop.training import tracking
+from rlop.training.distributed import is_main_process
 from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
 from rlop.utils import MetricsLogger, derive_seed
@@ -339,14 +340,13 @@ def run_reward(cfg: RewardConfig, out: str | Path, aux: Callable[[int], AuxLoss]
     ``aux`` builds the representation loss from the hidden size; with ``cfg.uml.rep_loss`` set, use
     :func:`rlop.rlp.uml.run_uml_reward`, which supplies it.
     """
-    from accelerate import PartialState
 
     if cfg.uml.rep_loss != "none" and aux is None:
         raise ConfigError(f"--rep-loss {cfg.uml.rep_loss}: train with rlop.rlp.uml.run_uml_reward (rlop reward does), which builds the heads")
     train, ev, views, n_syn = load_reward_data(cfg)
     if aux is not None and not views:
         raise DataError(cfg.uml.views_file, None, "responses", f"--rep-loss {cfg.uml.rep_loss} needs view pairs: no instruction has two distinct responses")
-    with staged(out, "reward", main=PartialState().is_main_process) as tmp:
+    with staged(out, "reward", main=is_main_process()) as tmp:
         trainer = RewardTrainer(cfg, aux=aux, out=tmp)
         result = trainer.train(train, ev, views, out=tmp)
         result["synthetic_pairs"] = n_syn

@@ -81,6 +81,23 @@ def token_values(value_model, query_ids, query_mask, response_ids, response_mask
     return score_head(value_model)(h[:, Q - 1 : -1]).squeeze(-1).float()
 
 
+class ActorCritic(torch.nn.Module):
+    """Policy and value model as one module, so that accelerate prepares (wraps, shards) them once.
+
+    AlpacaFarm's ``ActorCritic`` idea: DDP, DeepSpeed and FSDP2 each accept one model per
+    ``prepare``, and calling the prepared module's ``forward`` is what lets DDP sync the
+    gradients of both halves. Generation and the frozen reference use the unwrapped halves."""
+
+    def __init__(self, policy: torch.nn.Module, value: torch.nn.Module):
+        super().__init__()
+        self.policy, self.value = policy, value
+
+    def forward(self, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
+        """(log-probs, entropies or None, values) of the response tokens, each [B, R]."""
+        lp, ent = response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy)
+        return lp, ent, token_values(self.value, query_ids, query_mask, response_ids, response_mask)
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
     """Dropout off everywhere: rollouts are scored in eval mode, so training must see the same network."""
     for m in model.modules():

@@ -24,6 +24,7 @@ from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.models.precision import resolve as resolve_precision
 from rlop.outputs import staged
 from rlop.training import tracking
+from rlop.training.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,11 @@ def build_sft_dataset(tokenizer, examples, max_length: int | None = None, source
 def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
     """Train and save the SFT model to ``out`` (published only when complete). Returns the path."""
     import trl
-    from accelerate import PartialState
     from transformers import TrainerCallback
 
     examples = load_instructions(cfg.train_file, require_output=True, limit=cfg.max_examples or None)
     out = Path(out)
-    with staged(out, "sft", main=PartialState().is_main_process) as tmp:
+    with staged(out, "sft", main=is_main_process()) as tmp:
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         tokenizer.padding_side = "right"
         dataset = build_sft_dataset(tokenizer, examples, cfg.max_length, cfg.train_file)

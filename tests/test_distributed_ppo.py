@@ -1,0 +1,92 @@
+"""PPO on 2 CPU processes (gloo DDP via torchrun) trains like 1 process, and resumes like an uninterrupted run.
+
+Rollouts are decoded greedily (``--top-k 1``) and in generation batches equal to each process's
+share, so both runs sample the same tokens: with a near-uniform tiny policy, sampling by
+inverse CDF flips a token whenever float32 rounding moves a bin edge past the uniform draw,
+which says nothing about the distributed maths. Float32, so that only the order of sums
+differs (metrics within 1e-4 relative, parameters within 1e-5)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+pytestmark = pytest.mark.skipif(not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun missing")
+KEYS = ("reward_mean", "reward_std", "kl", "entropy", "policy_loss", "value_loss", "approx_kl", "lr")
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1", "RLOP_PRECISION": "fp32"}
+
+
+def _cmd(sft, out, procs: int, port: int, steps: int, *extra):
+    args = ["-m", "rlop.cli", "ppo", "--preset", "tiny", "--policy", str(sft), "--reward", "python:tests.helpers_rewards:letter_e",
+            "--steps", str(steps), "--generation-batch-size", "16", "--top-k", "1", "--out", str(out), *extra]
+    if procs == 1:
+        return [sys.executable, *args]
+    return [str(TORCHRUN), "--nproc_per_node", str(procs), "--master_port", str(port), *args]
+
+
+def _metrics(out):
+    return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _policy(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "policy" / "model.safetensors")
+
+
+def _same_metrics(a, b):
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for k in KEYS:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-5), (ra["step"], k)
+
+
+def test_two_processes_match_one(tiny_sft, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_cmd(tiny_sft, one, 1, 0, 3), check=True, env=_env(), capture_output=True)
+    r = subprocess.run(_cmd(tiny_sft, two, 2, 29541, 3), env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_metrics(_metrics(one), _metrics(two))
+    a, b = _policy(one), _policy(two)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    assert any(not torch.equal(a[k], v) for k, v in _policy_of(tiny_sft).items()), "PPO did not change the policy"
+
+
+def _policy_of(path):
+    from safetensors.torch import load_file
+
+    return load_file(Path(path) / "model.safetensors")
+
+
+def test_resume_after_kill_on_two_processes(tiny_sft, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    r = subprocess.run(_cmd(tiny_sft, full, 2, 29542, 4, "--save-steps", "2"), env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    proc = subprocess.Popen(_cmd(tiny_sft, killed, 2, 29543, 4, "--save-steps", "2"), env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = killed / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (latest.exists() and int(latest.read_text()) >= 2):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+    proc.wait()
+    assert not (killed / "policy").exists(), "the run finished before it was killed"
+    r = subprocess.run(_cmd(tiny_sft, killed, 2, 29544, 4, "--save-steps", "2", "--resume"), env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_metrics(_metrics(full), _metrics(killed))
+    a, b = _policy(full), _policy(killed)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
