@@ -1,0 +1,134 @@
+"""The generation backend interface (rlop.models.generation.Backend), checked on the
+transformers backend and on a fake engine, and how PPO uses it: seeds per prompt, masks
+up to and including EOS, padding after it, and ``sync_weights`` after every optimisation phase."""
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from rlop.config import build_config
+from rlop.data.formatting import format_prompt
+from rlop.data.io import load_instructions
+from rlop.models.generation import Generation, HFBackend, SamplingConfig, encode_prompts
+from rlop.models.loading import load_causal_lm, load_tokenizer
+from rlop.rewards import CallableReward
+from rlop.training.ppo import PPOConfig, PPOTrainer
+from rlop.utils import derive_seed
+from tests import helpers_rewards
+
+
+@dataclass
+class FakeEngine:
+    """An engine with its own weights: token ids drawn from the seed, EOS at a seed-chosen step."""
+
+    tokenizer: object
+    eos: int
+    seeds_seen: list = field(default_factory=list)
+    syncs: list = field(default_factory=list)
+
+    def generate(self, prompts, cfg: SamplingConfig, seeds) -> Generation:
+        self.seeds_seen.extend(seeds)
+        enc, _ = encode_prompts(self.tokenizer, prompts, None)
+        R = cfg.max_new_tokens
+        ids = torch.full((len(prompts), R), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, s in enumerate(seeds):
+            g = torch.Generator().manual_seed(int(s))
+            n = int(torch.randint(1, R + 1, (), generator=g))  # length including EOS
+            ids[row, :n] = torch.randint(100, 1000, (n,), generator=g)
+            ids[row, n - 1] = self.eos if n < R else ids[row, n - 1]
+            mask[row, :n] = 1
+        texts = [self.tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(ids, mask)]
+        return Generation(enc["input_ids"], enc["attention_mask"], ids, mask, texts)
+
+    def sync_weights(self, model) -> None:
+        self.syncs.append(sum(float(p.detach().double().sum()) for p in model.parameters()))
+
+
+def check_contract(backend, tok, prompts, eos: set[int]):
+    cfg = SamplingConfig(max_new_tokens=10, batch_size=3)
+    g = backend.generate(prompts, cfg, list(range(len(prompts))))
+    B = len(prompts)
+    assert g.query_ids.shape == g.query_mask.shape and g.query_ids.shape[0] == B
+    assert g.response_ids.shape == g.response_mask.shape and g.response_ids.shape[0] == B and g.response_ids.shape[1] <= 10
+    assert len(g.texts) == B
+    for q, qm in zip(g.query_ids, g.query_mask):  # left padding
+        n = int(qm.sum())
+        assert qm[-n:].all() and not qm[:-n].any() and (q[:-n] == tok.pad_token_id).all()
+    for r, m in zip(g.response_ids, g.response_mask):  # mask is a prefix; it ends at the first EOS or at max_new_tokens
+        n = int(m.sum())
+        assert n >= 1 and m[:n].all() and not m[n:].any() and (r[n:] == tok.pad_token_id).all()
+        hits = [i for i in range(n) if int(r[i]) in eos]
+        assert hits in ([], [n - 1]), "tokens after EOS must be masked"
+        if n < g.response_ids.shape[1]:
+            assert hits == [n - 1], "a response shorter than the batch ends at EOS"
+    again = backend.generate(prompts, cfg, list(range(len(prompts))))
+    assert again.texts == g.texts and torch.equal(again.response_ids, g.response_ids)  # same seeds, same samples
+    return g
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_tok):
+    return [format_prompt(tiny_tok, e.instruction, e.input) for e in load_instructions("sandbox:unlabeled", limit=7)]
+
+
+def test_hf_backend_meets_the_contract(tiny_tok, prompts, precision):
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    model.generation_config.eos_token_id = list(range(0, tiny_tok.vocab_size, 7))  # 1 in 7 tokens ends a row: EOS at varied steps
+    g = check_contract(HFBackend(model, tiny_tok), tiny_tok, prompts, set(model.generation_config.eos_token_id))
+    lengths = g.response_mask.sum(1).tolist()
+    assert len(set(lengths)) > 1, lengths
+
+
+def test_fake_engine_meets_the_contract(tiny_tok, prompts):
+    check_contract(FakeEngine(tiny_tok, eos=tiny_tok.eos_token_id), tiny_tok, prompts, {tiny_tok.eos_token_id})
+
+
+def test_ppo_drives_the_backend(tiny_sft, tmp_path):
+    tok = load_tokenizer(str(tiny_sft))
+    engine = FakeEngine(tok, eos=tok.eos_token_id)
+    cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "steps": 3, "save_steps": 100, "noptepochs": 2})
+    trainer = PPOTrainer(cfg, reward=CallableReward(helpers_rewards.letter_e), out=tmp_path / "ppo", backend=engine)
+    before = sum(float(p.detach().double().sum()) for p in trainer.actor_critic.policy.parameters())
+    rows = []
+    trainer.train(on_step=rows.append)
+    # one weight sync per PPO step, after the optimisation phase (both epochs), each with new weights
+    assert len(engine.syncs) == 3 and len(set([before, *engine.syncs])) == 4
+    # the seeds are those of the prompts each step drew, so samples do not depend on batching
+    expected = [derive_seed(cfg.seed, step, i) for step in range(3) for i in trainer._batch_indices(step)]
+    assert engine.seeds_seen == expected
+    # PPO reads the engine's masks: the logged response length is the mean mask length of the step
+    for step, r in enumerate(rows):
+        lengths = [int(torch.randint(1, cfg.response_len + 1, (), generator=torch.Generator().manual_seed(s)))
+                   for s in expected[step * cfg.rollout_batch_size : (step + 1) * cfg.rollout_batch_size]]
+        assert r["response_length"] == pytest.approx(sum(lengths) / len(lengths))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_sft, precision):
+    from rlop.models.loading import load_reward_model
+    from rlop.training.rollout import ActorCritic, disable_dropout
+
+    precision("fp32")
+    tok = load_tokenizer(str(tiny_sft))
+    texts = [format_prompt(tok, e.instruction, e.input) for e in load_instructions("sandbox:unlabeled", limit=4)]
+    enc, _ = encode_prompts(tok, texts, None)
+    resp = torch.randint(100, 1000, (4, 6))
+    rmask = torch.ones_like(resp)
+    rmask[1, 3:] = 0
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        policy, value = load_causal_lm(str(tiny_sft)), load_reward_model(str(tiny_sft), zero_head=False)
+        for m in (policy, value):
+            disable_dropout(m)
+            if ckpt:
+                m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ac = ActorCritic(policy, value).train()
+        lp, _, v = ac(enc["input_ids"], enc["attention_mask"], resp, rmask, 1.0)
+        ((lp * rmask).sum() + (v * rmask).sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in ac.named_parameters() if p.grad is not None})
+    assert policy.is_gradient_checkpointing and grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5), n
