@@ -1,6 +1,7 @@
 """PPO end to end on the tiny preset: learning, kill-and-resume, NaN stop, best-of-n."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from rlop.config import build_config
 from rlop.rewards import CallableReward, load_reward
@@ -101,3 +103,25 @@ def test_value_model_head_zero_or_from_the_reward_model(tiny_sft, tiny_tok, tmp_
     head = score_head(tr.actor_critic.value).weight
     expected = score_head(rm).weight if value_head == "reward" else torch.zeros_like(head)
     assert torch.equal(head.detach().cpu(), expected.detach())
+
+
+def test_memory_options_train_and_save(tiny_sft, tmp_path):
+    """LoRA on policy and value, gradient checkpointing, bf16 frozen reference, a chosen attention kernel."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "steps": 2, "save_steps": 1, "lora_r": 4, "value_lora_r": 4,
+                                                     "gradient_checkpointing": True, "frozen_dtype": "bf16", "attn_implementation": "eager"})
+    trainer = PPOTrainer(cfg, reward=CallableReward(helpers_rewards.letter_e), out=tmp_path / "ppo")
+    ac = trainer.actor_critic
+    trainable = {n for n, p in ac.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or ".score." in n for n in trainable), sorted(trainable)[:5]
+    assert any(n.startswith("value.") and "lora_" in n for n in trainable) and any(n.startswith("value.") and ".score." in n for n in trainable)
+    assert ac.policy.is_gradient_checkpointing and ac.policy.config._attn_implementation == "eager"
+    head_before = {n: p.detach().clone() for n, p in ac.named_parameters() if p.requires_grad}
+    rows = []
+    trainer.train(on_step=rows.append)
+    assert len(rows) == 2 and all(math.isfinite(r["value_loss"]) for r in rows)
+    assert any(not torch.equal(p, dict(ac.named_parameters())[n]) for n, p in head_before.items())
+    trainer.save_policy(tmp_path / "ppo" / "policy")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo" / "policy")  # LoRA merged: a plain transformers model
+    assert not any("lora_" in k for k in merged.state_dict())

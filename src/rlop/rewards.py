@@ -24,11 +24,11 @@ class Reward(Protocol):
 
 
 class RewardModelReward:
-    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None):
+    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None, **model_kwargs):
         from rlop.models.reward import RewardModelScorer
 
         self.path = str(path)
-        self.scorer = RewardModelScorer(path, max_length=max_length, batch_size=batch_size, device=device)
+        self.scorer = RewardModelScorer(path, max_length=max_length, batch_size=batch_size, device=device, **model_kwargs)
 
     def __call__(self, examples, responses):
         return self.scorer.score([e.instruction for e in examples], [e.input for e in examples], responses)

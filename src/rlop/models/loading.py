@@ -155,8 +155,9 @@ def tiny_config(tok: PreTrainedTokenizerBase) -> LlamaConfig:
 
 
 def load_causal_lm(
-    spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False, seed: int = 0
+    spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False, seed: int = 0, **model_kwargs
 ) -> PreTrainedModel:
+    """A causal LM; ``model_kwargs`` go to ``from_pretrained`` (e.g. ``attn_implementation``)."""
     path = resolve_model(spec)
     if path == TINY:
         tok = load_tokenizer(TINY)
@@ -164,7 +165,7 @@ def load_causal_lm(
             torch.manual_seed(seed)
             model = LlamaForCausalLM(tiny_config(tok)).to(dtype)
         return model
-    model = _load(AutoModelForCausalLM, spec, path, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = _load(AutoModelForCausalLM, spec, path, dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs)
     if model.config.pad_token_id is None:
         tok = load_tokenizer(spec, trust_remote_code)
         model.config.pad_token_id = tok.pad_token_id
@@ -172,7 +173,7 @@ def load_causal_lm(
 
 
 def load_reward_model(
-    spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False, zero_head: bool = False
+    spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False, zero_head: bool = False, **model_kwargs
 ) -> PreTrainedModel:
     """A scalar-head model (``AutoModelForSequenceClassification``, num_labels=1).
 
@@ -190,7 +191,7 @@ def load_reward_model(
             torch.manual_seed(0)
             model = LlamaForSequenceClassification(cfg).to(dtype)
     else:
-        model = _load(AutoModelForSequenceClassification, spec, path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code)
+        model = _load(AutoModelForSequenceClassification, spec, path, num_labels=1, dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(spec, trust_remote_code).pad_token_id
     head = score_head(model)
@@ -201,11 +202,18 @@ def load_reward_model(
     return model
 
 
+def _unpeft(model):
+    """The transformers model inside a peft wrapper (LoRA layers are injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def backbone(model: PreTrainedModel) -> torch.nn.Module:
+    model = _unpeft(model)
     return getattr(model, model.base_model_prefix)
 
 
 def score_head(model: PreTrainedModel) -> torch.nn.Module:
+    model = _unpeft(model)
     for name in ("score", "classifier", "v_head"):
         if hasattr(model, name):
             return getattr(model, name)

@@ -72,12 +72,14 @@ class RewardModelScorer:
     """Scores (instruction, input, response) text with a saved reward model."""
 
     def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None,
-                 model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None):
-        """``max_length`` None: the length the model was trained at (its ``rlop_config.json``), else 512."""
+                 model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None, dtype: torch.dtype = torch.float32,
+                 **model_kwargs):
+        """``max_length`` None: the length the model was trained at (its ``rlop_config.json``), else 512.
+        ``dtype``: of the stored weights (bf16 halves a frozen scorer's memory); ``model_kwargs`` go to ``from_pretrained``."""
         if max_length is None:
             max_length = trained_max_length(path)
         self.tokenizer = tokenizer or load_tokenizer(str(path))
-        self.model = model or load_reward_model(str(path))
+        self.model = model or load_reward_model(str(path), dtype=dtype, **model_kwargs)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.max_length, self.batch_size = max_length, batch_size

@@ -34,7 +34,7 @@ from rlop.config import ConfigError, require, stage_record, to_dict
 from rlop.data.formatting import format_prompt
 from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.models.generation import Backend, Generation, SamplingConfig, make_backend
-from rlop.models.precision import autocast
+from rlop.models.precision import autocast, resolve as resolve_precision
 from rlop.models.loading import load_causal_lm, load_reward_model, load_tokenizer
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
@@ -84,26 +84,33 @@ class PPOTrainer:
         self.prompts = self._filter_prompts(list(prompts) if prompts is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None))
         if not self.prompts:
             raise DataError(cfg.prompts_file, None, None, f"no prompt is at most query_len = {cfg.query_len} tokens long; raise --query-len")
-        self.reward = reward if reward is not None else load_reward(cfg.reward, batch_size=cfg.reward_batch_size)
+        kw = {"trust_remote_code": cfg.trust_remote_code, **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {})}
+        frozen = torch.bfloat16 if cfg.frozen_dtype == "bf16" or (cfg.frozen_dtype == "auto" and resolve_precision() == "bf16") else torch.float32
+        self.reward = reward if reward is not None else load_reward(cfg.reward, batch_size=cfg.reward_batch_size, dtype=frozen, **kw)
         self.gold = gold
         torch.manual_seed(cfg.seed)
-        policy = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code)
+        policy = load_causal_lm(cfg.policy, **kw)
         if cfg.lora_r > 0:
             from peft import LoraConfig, get_peft_model
 
             policy = get_peft_model(policy, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM"))
             self.ref = None
         else:
-            self.ref = load_causal_lm(cfg.policy, trust_remote_code=cfg.trust_remote_code).to(acc.device).eval().requires_grad_(False)
+            self.ref = load_causal_lm(cfg.policy, dtype=frozen, **kw).to(acc.device).eval().requires_grad_(False)
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
         keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
-        value = load_reward_model(vinit, zero_head=not keep_head, trust_remote_code=cfg.trust_remote_code)
+        value = load_reward_model(vinit, zero_head=not keep_head, **kw)
+        if cfg.value_lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            value = get_peft_model(value, LoraConfig(r=cfg.value_lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                     target_modules="all-linear", task_type="SEQ_CLS"))  # SEQ_CLS trains the head in full
         for model in (policy, value):
             if cfg.disable_dropout:
                 disable_dropout(model)
             if cfg.gradient_checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        params = [p for p in policy.parameters() if p.requires_grad] + list(value.parameters())
+        params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
 

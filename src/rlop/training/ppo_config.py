@@ -53,6 +53,10 @@ class PPOConfig(StageConfig):
     lora_r: int = opt(0, "LoRA rank on the policy (0: full fine-tuning)", ge=0)
     lora_alpha: int = opt(32, "LoRA alpha", ge=1)
     lora_dropout: float = opt(0.0, "LoRA dropout", ge=0, le=0.999)
+    value_lora_r: int = opt(0, "LoRA rank on the value model (0: full fine-tuning); its scalar head is always fully trained", ge=0)
+    frozen_dtype: Literal["auto", "fp32", "bf16"] = opt("auto", "weights of the frozen reference and reward models: auto (bf16 when "
+                                                        "compute runs in bf16, else fp32) | fp32 | bf16 (half the memory)")
+    attn_implementation: str = opt("", "attention kernel of every model (eager, sdpa, flash_attention_2, ...; empty: transformers' choice)")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass of policy and value model (less memory, ~30% more time)")
     save_steps: int = opt(20, "checkpoint every this many steps (for --resume)", ge=1)
     keep_checkpoints: int = opt(2, "checkpoints kept on disk", ge=1)
