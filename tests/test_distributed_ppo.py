@@ -90,3 +90,23 @@ def test_resume_after_kill_on_two_processes(tiny_sft, tmp_path):
     a, b = _policy(full), _policy(killed)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_fsdp2_sharded_step_equals_unsharded(tiny_sft, tmp_path):
+    """One PPO step on an FSDP2-sharded actor-critic (2 processes) equals the unsharded step; the
+    gathered state dict equals the unsharded one; decoding ends although one process's rows all stop
+    at the first token and the other's never do (the done flag is agreed across processes)."""
+    script = str(Path(__file__).parent / "dist_fsdp2.py")
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    subprocess.run([sys.executable, script, str(one), str(tiny_sft)], check=True, env=_env(), capture_output=True, timeout=600)
+    r = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29545", script, str(two), str(tiny_sft)],
+                       env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert (a["processes"], b["processes"]) == (1, 2)
+    _same_metrics(a["metrics"], b["metrics"])
+    assert a["params"].keys() == b["params"].keys() and len(a["params"]) > 20
+    for k in a["params"]:
+        assert a["params"][k] == pytest.approx(b["params"][k], abs=1e-5), k
+    lengths = json.loads((tmp_path / "two.json.lengths").read_text())
+    assert lengths[0] == [1, 1, 1, 1] and max(lengths[1]) > 1, lengths

@@ -4,6 +4,9 @@ Every function is the identity on one process, so single-process code paths stay
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.distributed as dist
 
@@ -55,3 +58,49 @@ def is_main_process() -> bool:
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+
+
+@contextlib.contextmanager
+def gathered_for_sampling(accelerator, model: torch.nn.Module, reshard_after_forward: bool = True) -> Iterator[None]:
+    """Whole parameters for a rollout's decoding, gathered once rather than in every forward pass.
+
+    * FSDP2: every sharded module is unsharded and stays so until the rollout is decoded (then
+      resharded, with ``reshard_after_forward`` restored), so decoding runs the submodules directly
+      with no collective per token;
+    * DeepSpeed ZeRO-3: ``deepspeed.zero.GatheredParameters`` with the engine's fetch hooks
+      removed for the duration (TRL's ``unwrap_model_for_generation`` does the same);
+    * otherwise (one process, DDP, ZeRO-1/2) the parameters are whole already: nothing happens."""
+    from accelerate.utils import DistributedType
+
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        FSDPModule = ()
+    sharded = [m for m in accelerator.unwrap_model(model).modules() if FSDPModule and isinstance(m, FSDPModule)]
+    if sharded:
+        # decoding calls submodules, not the root's forward, so the root's one-time setup (which
+        # tells every sharded layer it is not the root) must run first; torch has no public call for it
+        sharded[0]._get_fsdp_state()._lazy_init()
+        for m in sharded:
+            m.unshard()
+            m.set_reshard_after_forward(False, recurse=False)
+        try:
+            yield
+        finally:
+            for m in sharded:
+                m.reshard()
+                m.set_reshard_after_forward(reshard_after_forward, recurse=False)
+        return
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and ds is not None and ds.zero_stage == 3:
+        import deepspeed
+        from trl.models.utils import add_hooks, remove_hooks
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+            remove_hooks(model)
+            try:
+                yield
+            finally:
+                add_hooks(model)
+        return
+    yield

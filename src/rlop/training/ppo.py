@@ -39,7 +39,7 @@ from rlop.models.loading import load_causal_lm, load_reward_model, load_tokenize
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
 from rlop.training import tracking
-from rlop.training.distributed import all_processes, all_reduce_sum, is_main_process
+from rlop.training.distributed import all_processes, all_reduce_sum, gathered_for_sampling, is_main_process
 from rlop.training.ppo_config import PPOConfig
 from rlop.training.rollout import ActorCritic, KLController, Rollout, disable_dropout, no_sync, response_logprobs
 from rlop.outputs import claim, complete, own, remove_owned
@@ -219,7 +219,9 @@ class PPOTrainer:
         idx = self._share(step)
         examples = [self.prompts[i] for i in idx]
         texts = [format_prompt(self.tokenizer, e.instruction, e.input) for e in examples]
-        gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
+        plugin = getattr(acc.state, "fsdp_plugin", None)
+        with gathered_for_sampling(acc, self.model, getattr(plugin, "reshard_after_forward", True) is not False):
+            gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
         dev = acc.device
         scores = torch.tensor(self.reward(examples, gen.texts), dtype=torch.float32, device=dev)
         q, qm, r, resp_mask = (t.to(dev) for t in (gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask))
