@@ -104,3 +104,33 @@ def gathered_for_sampling(accelerator, model: torch.nn.Module, reshard_after_for
                 add_hooks(model)
         return
     yield
+
+
+def prepare_frozen(accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen model (reference policy, reward model) placed for the engine the trainable one runs under:
+    sharded like it under DeepSpeed or FSDP (TRL's ``prepare_deepspeed`` / ``prepare_fsdp``), else moved to the device."""
+    from accelerate.utils import DistributedType
+
+    model = model.eval().requires_grad_(False)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        from trl.models.utils import prepare_deepspeed
+
+        return prepare_deepspeed(model, accelerator)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        from trl.models.utils import prepare_fsdp
+
+        return prepare_fsdp(model, accelerator)
+    return model.to(accelerator.device)
+
+
+def configure_deepspeed(accelerator, micro_batch_size: int, accumulation_steps: int, max_grad_norm: float) -> None:
+    """Fill the DeepSpeed settings that accelerate takes from a prepared dataloader, which PPO has not.
+
+    DeepSpeed accumulates ``accumulation_steps`` micro-batches (it divides each loss by that number
+    and steps at the boundary) and clips gradients itself. Untested: no DeepSpeed on the CI machine."""
+    ds = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds is None:
+        return
+    ds.deepspeed_config.update({"train_micro_batch_size_per_gpu": micro_batch_size, "gradient_accumulation_steps": accumulation_steps,
+                                "gradient_clipping": max_grad_norm})
+    ds.deepspeed_config["train_batch_size"] = micro_batch_size * accumulation_steps * accelerator.num_processes

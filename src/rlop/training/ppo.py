@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,7 +38,9 @@ from rlop.models.loading import load_causal_lm, load_reward_model, load_tokenize
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
 from rlop.training import tracking
-from rlop.training.distributed import all_processes, all_reduce_sum, gathered_for_sampling, is_main_process
+from rlop.training.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
+                                      prepare_frozen)
+from rlop.training.ppo_checkpoint import Checkpoints, Counters
 from rlop.training.ppo_config import PPOConfig
 from rlop.training.rollout import ActorCritic, KLController, Rollout, disable_dropout, no_sync, response_logprobs
 from rlop.outputs import claim, complete, own, remove_owned
@@ -52,20 +53,7 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-class _Counters:
-    """The trainer's own state in a checkpoint (beside model, optimizer and scheduler)."""
-
-    def __init__(self, trainer: "PPOTrainer"):
-        self.trainer = trainer
-
-    def state_dict(self) -> dict:
-        return {"step": self.trainer.step, "kl_coef": self.trainer.kl_ctl.value}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.trainer.step, self.trainer.kl_ctl.value = int(state["step"]), float(state["kl_coef"])
-
-
-class PPOTrainer:
+class PPOTrainer(Checkpoints):
     """PPO on any number of processes (``accelerate launch``): policy and value model form one
     :class:`ActorCritic` prepared once; each process samples and scores its contiguous share of
     the rollout batch; the batch is then gathered so that whitening, mini-batches and the
@@ -96,7 +84,7 @@ class PPOTrainer:
             policy = get_peft_model(policy, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM"))
             self.ref = None
         else:
-            self.ref = load_causal_lm(cfg.policy, dtype=frozen, **kw).to(acc.device).eval().requires_grad_(False)
+            self.ref = prepare_frozen(acc, load_causal_lm(cfg.policy, dtype=frozen, **kw))
         vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
         keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
         value = load_reward_model(vinit, zero_head=not keep_head, **kw)
@@ -116,15 +104,25 @@ class PPOTrainer:
 
         # not prepared: accelerate would step it once per process; registered so that save_state keeps it
         self.scheduler = get_scheduler("linear", optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=self.lr_horizon())
+        per_proc = cfg.step_batch_size // acc.num_processes
+        self.accumulation = math.ceil(per_proc / min(cfg.micro_batch_size, per_proc))  # micro-batches per optimizer step
+        configure_deepspeed(acc, min(cfg.micro_batch_size, per_proc), self.accumulation, cfg.max_grad_norm)
         self.model, self.optimizer = acc.prepare(ActorCritic(policy, value), optimizer)
+        scorer = getattr(getattr(self.reward, "scorer", None), "model", None)
+        if scorer is not None:  # a reward model: sharded like the policy under DeepSpeed or FSDP
+            self.reward.scorer.model = prepare_frozen(acc, scorer)
         self.kl_ctl = KLController(cfg)
         self.step = 0
-        acc.register_for_checkpointing(self.scheduler, _Counters(self))
+        acc.register_for_checkpointing(self.scheduler, Counters(self))
         sync = all_processes if acc.num_processes > 1 else None  # decode in step: sharded forwards are collectives
         self.backend = backend or make_backend(self.actor_critic.policy, self.tokenizer, all_done=sync)
         self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size)
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
+
+    @property
+    def _deepspeed(self) -> bool:
+        return getattr(self.accelerator.state, "deepspeed_plugin", None) is not None
 
     @property
     def actor_critic(self) -> ActorCritic:
@@ -157,45 +155,6 @@ class PPOTrainer:
             random.Random(derive_seed(self.cfg.seed, 7, epoch)).shuffle(perm)
             out.extend(perm[off : off + B - len(out)])
         return out
-
-    # ------------------------------------------------------------------ checkpoints
-    @property
-    def ckpt_root(self) -> Path:
-        return self.out / "checkpoints"
-
-    def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler and counters through ``accelerate.save_state`` (every process
-        takes part: under ZeRO-3 or FSDP each holds a shard), written to a partial folder first."""
-        acc = self.accelerator
-        final, tmp = self.ckpt_root / f"step-{self.step}", self.ckpt_root / f".step-{self.step}.partial"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            (tmp / "trainer.json").write_text(json.dumps({"step": self.step, "config": to_dict(self.cfg)}, indent=2))
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-            (self.ckpt_root / "latest.tmp").write_text(str(self.step))
-            (self.ckpt_root / "latest.tmp").replace(self.ckpt_root / "latest")
-            for old in sorted(self.ckpt_root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-
-    def latest_checkpoint(self) -> Path | None:
-        f = self.ckpt_root / "latest"
-        if not f.exists():
-            return None
-        p = self.ckpt_root / f"step-{int(f.read_text().strip())}"
-        return p if (p / "trainer.json").exists() else None
-
-    def load_checkpoint(self, path: Path) -> None:
-        acc = self.accelerator
-        acc.load_state(str(path))
-        if acc.is_main_process and self.metrics.path.exists():
-            rows = [r for r in self.metrics.path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= self.step]
-            self.metrics.path.write_text("".join(r + "\n" for r in rows))
 
     # ------------------------------------------------------------------ rollout
     def _share(self, step: int) -> list[int]:
@@ -293,7 +252,7 @@ class PPOTrainer:
                                 f"PPO step {step + 1}: non-finite loss (policy {pg.item()}, value {vf.item()}); "
                                 f"no update was applied. Last good checkpoint: {last or 'none'}"
                             )
-                        acc.backward(loss * (b.mask.sum() / tokens) * N)
+                        acc.backward(loss * (b.mask.sum() / tokens) * N * (self.accumulation if self._deepspeed else 1))  # DeepSpeed divides by it
                     for key, val in {"policy_loss": pg, "value_loss": vf, **pst, **vst}.items():  # token means of the mini-batch
                         agg[key] = agg.get(key, 0.0) + val.detach().float() * (b.mask.sum() / tokens)
                 count += 1
