@@ -16,7 +16,7 @@ from rlop.config import build_config
 from rlop.data.formatting import format_prompt
 from rlop.models.generation import SamplingConfig
 from rlop.rewards import CallableReward
-from rlop.training.distributed import gathered_for_sampling
+from rlop.distributed import gathered_for_sampling
 from rlop.training.ppo import PPOConfig, PPOTrainer
 from tests import helpers_rewards
 

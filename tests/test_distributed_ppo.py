@@ -110,3 +110,29 @@ def test_fsdp2_sharded_step_equals_unsharded(tiny_sft, tmp_path):
         assert a["params"][k] == pytest.approx(b["params"][k], abs=1e-5), k
     lengths = json.loads((tmp_path / "two.json.lengths").read_text())
     assert lengths[0] == [1, 1, 1, 1] and max(lengths[1]) > 1, lengths
+
+
+@pytest.mark.slow
+def test_rlop_run_tiny_under_accelerate_launch(tmp_path):
+    """The whole pipeline on 2 processes (gloo): the stage folders and report of a 1-process run, written once."""
+    from rlop.pipeline.run import ALL_METHODS, ORDER
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    config = Path(__file__).parent.parent / "accelerate_configs" / "cpu_2proc.yaml"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    r = subprocess.run([str(accelerate), "launch", "--config_file", str(config), "--main_process_port", "29547", "-m", "rlop.cli", "run",
+                        "--preset", "tiny", "--out", str(tmp_path / "run")], env={**_env(), "TMPDIR": str(scratch)},
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    stages = {p.name for p in run.iterdir() if p.is_dir()}
+    assert stages == (set(ORDER) - {"eval"}) | {f"outputs-{m}" for m in ALL_METHODS if m != "bon"}
+    assert all((run / s / "stage.json").exists() for s in stages)
+    res = json.loads((run / "results.json").read_text())
+    assert set(res["methods"]) == set(ALL_METHODS) and all(len(m["scores"]) == 32 for m in res["methods"].values())
+    assert "| rlp-spg |" in (run / "report.md").read_text()
+    assert r.stdout.count("stage 1/") == 2, "progress lines come from the main process only"  # running + done
+    assert not list(scratch.iterdir()), "the other process's scratch folders are removed"
+    samples = (run / "samples" / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 16 and all(len(json.loads(s)["responses"]) == 4 for s in samples)  # gathered from both processes

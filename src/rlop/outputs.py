@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -136,7 +137,13 @@ def _acquire(path: Path) -> int:
 
 @contextlib.contextmanager
 def claim(out: str | Path, kind: str, overwrite: bool = False, main: bool = True) -> Iterator[Path]:
-    """Check, create and lock ``out`` for a ``kind`` output; a failure removes a folder it created."""
+    """Check, create and lock ``out`` for a ``kind`` output; a failure removes a folder it created.
+
+    Only ``main`` (the main process of a distributed job) checks, creates and locks; the other
+    processes get the path and leave the folder to it."""
+    if not main:
+        yield Path(out).absolute()
+        return
     out = check(out, kind, overwrite)
     created = not out.exists()
     if main:
@@ -203,8 +210,13 @@ def staged(out: str | Path, kind: str, overwrite: bool = False, main: bool = Tru
     """Claim ``out``, yield a staging folder inside it, and publish it there on success.
 
     Only ``main`` (the main process of a distributed job) creates, publishes and cleans up;
-    other processes get the same staging path.
+    the other processes get a scratch folder of their own, removed afterwards, so that code which
+    writes its results on every process leaves nothing behind but the main process's output.
     """
+    if not main:
+        with tempfile.TemporaryDirectory(prefix="rlop-rank-") as scratch:
+            yield Path(scratch)
+        return
     with claim(out, kind, overwrite, main) as out:
         stage = out / STAGING
         if main:

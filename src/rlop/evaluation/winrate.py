@@ -93,7 +93,7 @@ class EvalConfig(StageConfig):
     api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
     seed: int = opt(0, "seed of the presentation order (api) and of the bootstrap")
 
-    PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict()}
+    PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict(), "gpu": dict()}
 
     def check(self) -> None:
         if self.annotator == "reward" and self.outputs and not self.reward_model:

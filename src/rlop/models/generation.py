@@ -143,7 +143,7 @@ class HFBackend:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.truncated = 0
-        # when to stop decoding; under sharding every process must agree (rlop.training.distributed.all_processes)
+        # when to stop decoding; under sharding every process must agree (rlop.distributed.all_processes)
         self.all_done = all_done or (lambda done: bool(done.all()))
 
     def sync_weights(self, model: PreTrainedModel) -> None:

@@ -14,6 +14,7 @@ from rlop.config import StageConfig, opt
 from rlop.data.formatting import format_prompt
 from rlop.data.io import load_instructions
 from rlop.data.samples import SampleSet
+from rlop.distributed import gather_objects, process_index, world_size, is_main_process
 from rlop.models.generation import SamplingConfig, make_backend
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.outputs import staged
@@ -36,6 +37,7 @@ class SampleConfig(StageConfig):
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", n=4, max_new_tokens=12, max_prompts=8),
         "cpu": dict(n=10, max_new_tokens=96, max_prompts=200),
+        "gpu": dict(batch_size=128),
     }
 
 
@@ -48,19 +50,25 @@ def sample_responses(
     trust_remote_code: bool = False,
     desc: str = "sample",
 ) -> list[SampleSet]:
-    """n responses per instruction from a saved policy; each (instruction, k) has its own seed."""
+    """n responses per instruction from a saved policy; each (instruction, k) has its own seed.
+
+    Under several processes (``accelerate launch``) the generation batches are dealt out to the
+    processes in turn and the texts gathered, so every process returns all samples; a batch is
+    the same whichever process decodes it."""
     tok = load_tokenizer(policy, trust_remote_code)
     model = load_causal_lm(policy, trust_remote_code=trust_remote_code)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     backend = make_backend(model, tok)
     prompts = [format_prompt(tok, e.instruction, e.input) for e in examples]
     flat = [(i, k) for i in range(len(examples)) for k in range(n)]
-    texts: list[str] = []
     step = max(1, sampling.batch_size)
-    for s in tqdm(range(0, len(flat), step), desc=desc, unit="batch"):
+    starts = list(range(0, len(flat), step))
+    mine: dict[int, list[str]] = {}
+    for s in tqdm(starts[process_index()::world_size()], desc=desc, unit="batch", disable=process_index() > 0):
         chunk = flat[s : s + step]
-        g = backend.generate([prompts[i] for i, _ in chunk], sampling, [derive_seed(seed, i, k) for i, k in chunk])
-        texts.extend(g.texts)
+        mine[s] = backend.generate([prompts[i] for i, _ in chunk], sampling, [derive_seed(seed, i, k) for i, k in chunk]).texts
+    batches = {s: t for part in gather_objects(mine) for s, t in part.items()}
+    texts = [t for s in starts for t in batches[s]]
     return [SampleSet(e, texts[i * n : (i + 1) * n]) for i, e in enumerate(examples)]
 
 
@@ -68,7 +76,7 @@ def run_sample(cfg: SampleConfig, out: str | Path) -> Path:
     """``out/samples.jsonl``: ``cfg.n`` responses per instruction (published only when complete)."""
     examples = load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
     sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.batch_size)
-    with staged(out, "sample") as tmp:
+    with staged(out, "sample", main=is_main_process()) as tmp:
         sets = sample_responses(cfg.policy, examples, cfg.n, sampling, cfg.seed)
         write_jsonl(tmp / "samples.jsonl", [s.to_record() for s in sets])
     return Path(out) / "samples.jsonl"

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Literal
 from rlop import outputs
 from rlop.config import ConfigError, StageConfig, build_config, opt, read_yaml
 from rlop.data.io import load_instructions
+from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples, synthetic_pair_accuracy
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
@@ -80,7 +81,8 @@ class Step4Context:
 
 @dataclass
 class RunConfig(StageConfig):
-    preset: Literal["tiny", "cpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests)")
+    preset: Literal["tiny", "cpu", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
+                                                   "gpu (one GPU: AlpacaFarm's stage shapes on the whole sandbox world; untested on GPU)")
     methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
     seed: int = opt(0, "run seed: collection, policy samples, SPG and evaluation sampling use it; SFT, reward models and PPO add it to their own seed")
     sandbox_sft: int = opt(384, "sandbox demonstrations for SFT", ge=1)
@@ -107,6 +109,8 @@ class RunConfig(StageConfig):
         "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
                      eval_prompts=32, max_new_tokens=12, judge="answer", bon_n=4, methods=",".join(ALL_METHODS)),
         "cpu": dict(preset="cpu"),
+        "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
+                    max_new_tokens=128, heldout_prompts=200, bon_n=16),
     }
 
 
@@ -120,7 +124,8 @@ class Pipeline:
         chosen = cfg.methods.split(",")
         self.methods = [m for m in ALL_METHODS if m in chosen or "all" in chosen]  # canonical order
         self.keys: dict[str, str] = {}
-        self.progress = RunProgress({}, log)
+        self.main = is_main_process()  # under accelerate launch, the process that writes
+        self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None))
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
@@ -138,19 +143,24 @@ class Pipeline:
             self.progress.cached(name)
             return d
         t = self.progress.start(name)
-        if atomic:
-            with outputs.staged(d, name) as tmp:
+        main = self.main
+        if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
+            with outputs.staged(d, name, main=main) as tmp:
                 fn(tmp)
                 (tmp / "stage.json").write_text(_stage_record(key, t, config))
-        else:  # PPO: its folder holds checkpoints to resume from
-            with outputs.claim(d, "ppo"):
-                marker = d / "stage-key"
-                if marker.exists() and marker.read_text() != key:
-                    outputs.remove_owned(d)
-                outputs.own(d, "stage-key", "stage.json")
-                marker.write_text(key)
+        else:  # PPO: its folder holds checkpoints to resume from, written by every process
+            with outputs.claim(d, "ppo", main=main):
+                if main:
+                    marker = d / "stage-key"
+                    if marker.exists() and marker.read_text() != key:
+                        outputs.remove_owned(d)
+                    outputs.own(d, "stage-key", "stage.json")
+                    marker.write_text(key)
+                barrier()
                 fn(d)
-                atomic_write_text(d / "stage.json", _stage_record(key, t, config))
+                if main:
+                    atomic_write_text(d / "stage.json", _stage_record(key, t, config))
+        barrier()  # the other processes read the published stage next
         self.progress.finish(name, t)
         return d
 
@@ -178,8 +188,8 @@ class Pipeline:
     # ------------------------------------------------------------------ the algorithm
     def run(self) -> dict[str, Any]:
         c = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
+        if self.main:
+            atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
         sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d), config=sft_cfg)
@@ -206,6 +216,8 @@ class Pipeline:
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
         paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
+        if not self.main:
+            return results
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag,
                                                                    "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
 
@@ -337,9 +349,12 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
                               "annotator on the default sandbox world (these sections configure rlop eval and rlop sandbox export)")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
-    with outputs.claim(out, "run", overwrite) as out:
-        outputs.own(out, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
+    main = is_main_process()
+    with outputs.claim(out, "run", overwrite, main=main) as out:
+        if main:
+            outputs.own(out, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
         p = Pipeline(cfg, out, config_file)
-        if force:
+        if force and main:
             p.force(force)
+        barrier()
         return p.run()

@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 
+from rlop.distributed import is_main_process
 from rlop.config import ConfigError, StageConfig, opt, require
 from rlop.data.formatting import format_prompt
 from rlop.data.samples import SampleSet, load_samples
@@ -60,7 +61,7 @@ class SPGConfig(StageConfig):
         if self.variant == "rlaif" and self.samples and not self.policy:
             raise ConfigError("--variant rlaif needs --policy (the policy that judges the pairs)")
 
-    PRESETS: ClassVar[dict] = {"tiny": dict(judge="answer"), "cpu": dict()}
+    PRESETS: ClassVar[dict] = {"tiny": dict(judge="answer"), "cpu": dict(), "gpu": dict()}
 
 
 def cluster(instruction: str, responses: Sequence[str], judge: EquivalenceJudge) -> list[list[int]]:
@@ -187,7 +188,7 @@ def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
     if cfg.variant in ("spg", "select-all", "reward"):
         require(cfg, "reward_model", f"variant {cfg.variant} ranks responses with the step-2 reward model")
     sets = load_samples(cfg.samples)
-    with staged(out, "spg") as tmp:
+    with staged(out, "spg", main=is_main_process()) as tmp:
         reward = load_reward(cfg.reward_model) if cfg.variant in ("spg", "select-all", "reward") else None
         judge = make_judge(cfg.judge, cfg.judge_model or None, cfg.nli_rule, cfg.threshold) if cfg.variant in ("spg", "select-all") else None
         pj = PolicyAnnotator(cfg.policy) if cfg.variant == "rlaif" else None

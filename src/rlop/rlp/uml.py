@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlop.training.distributed import gather_with_grad
+from rlop.distributed import gather_with_grad
 from rlop.training.losses import AuxLoss, info_nce, js_mi_bound, symmetrized_kl
 
 from rlop.rlp.uml_config import REP_LOSSES, UMLConfig  # noqa: F401 (UMLConfig lives with this module)

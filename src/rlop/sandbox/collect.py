@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from rlop.distributed import is_main_process
 from rlop.config import StageConfig, opt
 from rlop.data.io import DataError, load_instructions
 from rlop.models.generation import SamplingConfig
@@ -30,7 +31,7 @@ class CollectConfig(StageConfig):
     max_new_tokens: int = opt(96, "new tokens per response", ge=1)
     seed: int = opt(0, "random seed (sampling and label flips)")
 
-    PRESETS: ClassVar[dict] = {"tiny": dict(policy="tiny", max_prompts=16, max_new_tokens=12), "cpu": dict(max_new_tokens=48)}
+    PRESETS: ClassVar[dict] = {"tiny": dict(policy="tiny", max_prompts=16, max_new_tokens=12), "cpu": dict(max_new_tokens=48), "gpu": dict()}
 
 
 def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "noisy", max_prompts: int = 0,
@@ -45,7 +46,7 @@ def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "n
         if problem:
             raise DataError(prompts_file, f"record {n}", "spec", problem)
     ann = NoisyAnnotator(p_label_flip, seed) if annotator == "noisy" else GoldAnnotator()
-    with staged(out, "collect") as tmp:
+    with staged(out, "collect", main=is_main_process()) as tmp:
         sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
         rows = []
         for s in sets:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rlop.distributed import is_main_process
 from rlop.config import StageConfig, opt, require
 from rlop.data.io import load_instructions
 from rlop.models.generation import SamplingConfig
@@ -34,6 +35,7 @@ class BestOfNConfig(StageConfig):
     PRESETS: ClassVar[dict] = {
         "tiny": dict(policy="tiny", n=4, max_new_tokens=12, max_prompts=8),
         "cpu": dict(n=8, max_new_tokens=96, max_prompts=200, batch_size=32),
+        "gpu": dict(batch_size=128),
     }
 
 
@@ -61,6 +63,6 @@ def run_best_of_n(cfg: BestOfNConfig, out: str | Path, reward: Reward | None = N
     """Write ``out/outputs.jsonl`` (published only when complete)."""
     if reward is None:
         require(cfg, "reward", "a reward model directory, 'gold', or python:module:function")
-    with staged(out, "bon") as tmp:
+    with staged(out, "bon", main=is_main_process()) as tmp:
         write_jsonl(tmp / "outputs.jsonl", best_of_n(cfg, reward))
     return Path(out) / "outputs.jsonl"

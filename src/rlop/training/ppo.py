@@ -38,7 +38,7 @@ from rlop.models.loading import load_causal_lm, load_reward_model, load_tokenize
 from rlop.rewards import Reward, load_reward
 from rlop.training import losses as L
 from rlop.training import tracking
-from rlop.training.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
+from rlop.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
                                       prepare_frozen)
 from rlop.training.ppo_checkpoint import Checkpoints, Counters
 from rlop.training.ppo_config import PPOConfig

@@ -78,4 +78,6 @@ class PPOConfig(StageConfig):
         "cpu": dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
                     noptepochs=1, learning_rate=2e-5, warmup_steps=2, save_steps=5, max_prompts=512, generation_batch_size=16,
                     kl_coef=0.05, value_head="reward", whiten_rewards=False, lr_horizon="steps"),
+        # one GPU: AlpacaFarm's shapes (the field defaults) with batches that fill an 80 GB card for models up to 1B (untested on GPU)
+        "gpu": dict(generation_batch_size=128, micro_batch_size=16, reward_batch_size=64),
     }

@@ -38,7 +38,7 @@ from rlop.models.precision import autocast
 from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
 from rlop.rlp.uml_config import UMLConfig
 from rlop.training import tracking
-from rlop.training.distributed import is_main_process
+from rlop.distributed import is_main_process
 from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
 from rlop.utils import MetricsLogger, derive_seed
@@ -75,6 +75,7 @@ class RewardConfig(StageConfig):
     PRESETS: ClassVar[dict] = {
         "tiny": dict(model="tiny", max_train_pairs=64, eval_holdout=16, max_length=128, learning_rate=1e-3, per_device_batch_size=4, gradient_accumulation_steps=1, head_hidden=64, view_batch_size=4),
         "cpu": dict(max_train_pairs=1024, eval_holdout=200, max_length=192, learning_rate=2e-5, per_device_batch_size=8, gradient_accumulation_steps=2, head_hidden=256, view_batch_size=8),
+        "gpu": dict(per_device_batch_size=16, gradient_accumulation_steps=1),
     }
 
 

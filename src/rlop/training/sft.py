@@ -24,7 +24,7 @@ from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.models.precision import resolve as resolve_precision
 from rlop.outputs import staged
 from rlop.training import tracking
-from rlop.training.distributed import is_main_process
+from rlop.distributed import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class SFTConfig(StageConfig):
         "tiny": dict(model="tiny", max_examples=32, max_length=128, epochs=1, learning_rate=1e-3, per_device_batch_size=8, gradient_accumulation_steps=1),
         # 1 epoch on a few hundred demonstrations: a higher lr than AlpacaFarm's 3 epochs at 2e-5 on 10k
         "cpu": dict(max_examples=512, max_length=256, epochs=1, learning_rate=5e-5, per_device_batch_size=8, gradient_accumulation_steps=2),
+        "gpu": dict(per_device_batch_size=16, gradient_accumulation_steps=1),  # AlpacaFarm's 3 epochs at 2e-5 (untested on GPU)
     }
 
 

@@ -134,3 +134,21 @@ def configure_deepspeed(accelerator, micro_batch_size: int, accumulation_steps: 
     ds.deepspeed_config.update({"train_micro_batch_size_per_gpu": micro_batch_size, "gradient_accumulation_steps": accumulation_steps,
                                 "gradient_clipping": max_grad_norm})
     ds.deepspeed_config["train_batch_size"] = micro_batch_size * accumulation_steps * accelerator.num_processes
+
+
+def process_index() -> int:
+    return dist.get_rank() if world_size() > 1 else 0
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every process (picklable), in process order; ``[obj]`` on one process."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
