@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "bon": Command("best-of-n baseline: sample n, keep the highest-reward response", "rlop.training.best_of_n:BestOfNConfig", "bon"),
     "eval": Command("win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)",
                     "rlop.evaluation.winrate:EvalConfig", "eval", out="optional"),
+    "agreement": Command("how far an annotator agrees with already labelled pairs, and its position bias (bootstrap 95% CIs)",
+                         "rlop.evaluation.agreement:AgreementConfig", "agreement", out="optional"),
     "run": Command("Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report",
                    "rlop.pipeline.run:RunConfig", "run", out="optional"),
     "report": Command("Markdown report with plots from a run directory", out="none"),
@@ -164,6 +166,12 @@ def _do_eval(cfg, args) -> str:
     return json.dumps({k: v for k, v in res.items() if k != "scores"}, indent=2)  # per-instruction scores: in winrate.json
 
 
+def _do_agreement(cfg, args) -> str:
+    from rlop.evaluation.agreement import run_agreement, summary
+
+    return summary(run_agreement(cfg, args.out))
+
+
 def _do_run(cfg, args) -> str:
     from rlop.evaluation.report import table
     from rlop.pipeline.run import run_pipeline
@@ -191,7 +199,7 @@ def _do_report(args) -> str:
 
 
 ACTIONS: dict[str, Callable[..., str]] = {"sft": _do_sft, "collect": _do_collect, "reward": _do_reward, "ppo": _do_ppo, "sample": _do_sample,
-                                          "spg": _do_spg, "bon": _do_bon, "eval": _do_eval, "run": _do_run, "sandbox": _do_sandbox}
+                                          "spg": _do_spg, "bon": _do_bon, "eval": _do_eval, "agreement": _do_agreement, "run": _do_run, "sandbox": _do_sandbox}
 
 
 def _execute(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ SECTIONS = {
     "sample": "rlop.models.sampling:SampleConfig",
     "collect": "rlop.sandbox.collect:CollectConfig",
     "eval": "rlop.evaluation.winrate:EvalConfig",
+    "agreement": "rlop.evaluation.agreement:AgreementConfig",
     "sandbox": "rlop.sandbox.world:SandboxConfig",
     "run": "rlop.pipeline.run:RunConfig",
 }

@@ -165,3 +165,32 @@ def load_preferences(path: str | Path, limit: int | None = None) -> list[Prefere
     return out
 
 
+
+
+DRAWS = (0, 1.5)  # AlpacaEval writes a draw as 0 or 1.5
+
+
+def load_labelled_pairs(path: str | Path, limit: int | None = None) -> tuple[list[tuple[InstructionExample, str, str, float]], dict[str, int]]:
+    """Pairs with a verdict, for measuring an annotator: ``(example, output_1, output_2, label)``.
+
+    ``label`` is 1 or 2 (that output won) or 1.5 (a draw; AlpacaEval's 0 is read as 1.5).
+    Records without a verdict (``preference`` missing or null) are skipped and counted."""
+    out, skipped = [], 0
+    for line, rec in _records(path):
+        rec = _check_record(path, line, rec)
+        pref = rec.get("preference")
+        if pref is None:
+            skipped += 1
+            continue
+        if isinstance(pref, bool) or pref not in (1, 2, *DRAWS):
+            raise DataError(path, line, "preference", f"must be 1, 2, or a draw (0 or 1.5), got {pref!r}")
+        ex = InstructionExample(_str_field(path, line, rec, "instruction"), _str_field(path, line, rec, "input", required=False),
+                                meta={k: v for k, v in rec.items() if k not in ("instruction", "input", "output_1", "output_2", "preference")})
+        o1 = _str_field(path, line, rec, "output_1", allow_empty=True)
+        o2 = _str_field(path, line, rec, "output_2", allow_empty=True)
+        out.append((ex, o1, o2, 1.5 if pref in DRAWS else float(pref)))
+        if limit and len(out) >= limit:
+            break
+    if not out:
+        raise DataError(path, None, None, "no record with a verdict (preference 1, 2, 0 or 1.5)")
+    return out, {"no_verdict": skipped}

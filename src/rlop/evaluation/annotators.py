@@ -106,7 +106,10 @@ class APIAnnotator:
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
                  retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0,
-                 max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None):
+                 max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None, randomize_order: bool = True):
+        """``randomize_order``: show each pair in a seeded random order (evaluation); False shows
+        output_1 first, as ``rlop agreement`` needs to measure position bias."""
+        self.randomize_order = randomize_order
         self.base_url = (base_url or os.environ.get("RLOP_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url:
             raise AnnotatorError("the api annotator needs a base URL: set RLOP_API_BASE (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)")
@@ -191,7 +194,7 @@ class APIAnnotator:
     def prefer(self, ex, o1, o2):
         if o1 == o2:
             return 0
-        swap = random.Random(derive_seed(self.seed, len(ex.instruction), sum(map(ord, ex.instruction + o1 + o2)))).random() < 0.5
+        swap = self.randomize_order and random.Random(derive_seed(self.seed, len(ex.instruction), sum(map(ord, ex.instruction + o1 + o2)))).random() < 0.5
         a, b = (o2, o1) if swap else (o1, o2)
         instr = ex.instruction + (f"\n\n{ex.input}" if ex.input else "")
         reply = self._post(PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b))

@@ -343,10 +343,10 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
     """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages."""
     cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
     if config_file:
-        unused = [k for k in ("eval", "sandbox") if k in read_yaml(config_file)]
+        unused = [k for k in ("eval", "agreement", "sandbox") if k in read_yaml(config_file)]
         if unused:
             raise ConfigError(f"{config_file}: rlop run does not use section(s) {', '.join(unused)}: it evaluates with the sandbox gold "
-                              "annotator on the default sandbox world (these sections configure rlop eval and rlop sandbox export)")
+                              "annotator on the default sandbox world (these sections configure rlop eval, rlop agreement and rlop sandbox export)")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
     main = is_main_process()
