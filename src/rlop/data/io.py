@@ -5,7 +5,10 @@ Formats (JSONL, or a JSON list):
 * instructions (Alpaca): ``instruction`` (str), optional ``input`` (str), ``output`` (str,
   required only where demonstrations are needed);
 * preferences (AlpacaFarm): ``instruction``, ``input``, ``output_1``, ``output_2``,
-  ``preference`` (1 or 2); or (TRL) ``prompt``, ``chosen``, ``rejected``.
+  ``preference`` (1 or 2); or (TRL) ``prompt``, ``chosen``, ``rejected``;
+* TRL's formats: ``prompt`` (+ ``completion``) records, and conversational records whose
+  fields are lists of messages (``messages``, ``prompt``/``chosen``/``rejected``, implicit
+  prompt): see :mod:`rlop.data.conversational`.
 
 A ``hf:NAME[:SPLIT]`` path loads a Hugging Face dataset (when a hub is reachable).
 Any problem raises :class:`DataError` before training starts; the CLI turns it into
@@ -18,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from rlop.data.conversational import instruction as conversational_instruction, preference as conversational_preference
 from rlop.data.examples import DataError, InstructionExample, PreferenceExample  # noqa: F401 (re-exported)
 
 
@@ -115,6 +119,14 @@ def load_instructions(path: str | Path, require_output: bool = False, limit: int
     out = []
     for line, rec in _records(path):
         rec = _check_record(path, line, rec)
+        if "instruction" not in rec and ("messages" in rec or "prompt" in rec):  # TRL: conversational or prompt/completion
+            text, output = conversational_instruction(path, line, rec)
+            if output is None and require_output:
+                raise DataError(path, line, "messages" if "messages" in rec else "completion", "missing: demonstrations need a reply")
+            out.append(InstructionExample(text, "", output, {k: v for k, v in rec.items() if k not in ("messages", "prompt", "completion")}))
+            if limit and len(out) >= limit:
+                break
+            continue
         ex = InstructionExample(
             instruction=_str_field(path, line, rec, "instruction"),
             input=_str_field(path, line, rec, "input", required=False),
@@ -134,7 +146,10 @@ def load_preferences(path: str | Path, limit: int | None = None) -> list[Prefere
     out = []
     for line, rec in _records(path):
         rec = _check_record(path, line, rec)
-        if "chosen" in rec or "prompt" in rec:
+        if isinstance(rec.get("chosen"), list) or isinstance(rec.get("prompt"), list):  # TRL conversational
+            instr, chosen, rejected = conversational_preference(path, line, rec)
+            ex = PreferenceExample(instruction=instr, input="", chosen=chosen, rejected=rejected)
+        elif "chosen" in rec or "prompt" in rec:
             prompt = _str_field(path, line, rec, "prompt")
             ex = PreferenceExample(
                 instruction=prompt,
