@@ -8,6 +8,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def annotation_cache(tmp_path, monkeypatch):
+    """Each test its own API annotation cache (never the user's)."""
+    path = tmp_path / "annotations.sqlite"
+    monkeypatch.setenv("RLOP_ANNOTATION_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_tok():
     from rlop.models.loading import load_tokenizer

@@ -110,7 +110,7 @@ class Scripted(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = {"ok": json.dumps({"choices": [{"message": {"content": "Output (b)"}}]}).encode(), "nonjson": b"<html>oops</html>",
+        body = {"ok": json.dumps({"choices": [{"message": {"content": "Output (b)"}}], "usage": {"prompt_tokens": 100, "completion_tokens": 3}}).encode(), "nonjson": b"<html>oops</html>",
                 "nochoices": b'{"error": "x"}', "latin1": b'{"choices": "\xff\xfe"}'}[action]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -208,3 +208,25 @@ def test_retry_after_parses_seconds_and_dates():
 
     assert retry_after_seconds("3") == 3.0 and retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert 5 < retry_after_seconds(formatdate(time.time() + 10, usegmt=True)) <= 10
+
+
+def test_cache_makes_a_rerun_free_and_counts_tokens_and_cost(tmp_path, scripted, monkeypatch, annotation_cache):
+    from rlop.cli import main
+
+    monkeypatch.setenv("RLOP_API_KEY", "sk-never-written")
+    refs, outs = eval_files(tmp_path, 4)
+    args = ["eval", "--annotator", "api", "--api-base", scripted, "--eval-file", str(refs), "--outputs", str(outs),
+            "--api-price-input", "1.5", "--api-price-output", "10"]
+    assert main([*args, "--out", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "winrate.json").read_text())
+    assert Scripted.count == 4 and first["annotator_stats"]["requests"] == 4 and first["annotator_stats"]["cache_hits"] == 0
+    assert first["annotator_stats"]["prompt_tokens"] == 400 and first["annotator_stats"]["completion_tokens"] == 12
+    assert first["annotator_stats"]["cost_usd"] == pytest.approx((400 * 1.5 + 12 * 10) / 1e6)
+    assert main([*args, "--out", str(tmp_path / "second")]) == 0  # a rerun: every verdict from the cache
+    second = json.loads((tmp_path / "second" / "winrate.json").read_text())
+    assert Scripted.count == 4 and second["annotator_stats"]["requests"] == 0 and second["annotator_stats"]["cache_hits"] == 4
+    assert second["win_rate"] == first["win_rate"] and second["scores"] == first["scores"]
+    assert main([*args, "--api-cache", "none", "--out", str(tmp_path / "third")]) == 0  # the cache can be turned off
+    assert Scripted.count == 8
+    for f in [annotation_cache, *(tmp_path / "first").rglob("*"), *(tmp_path / "second").rglob("*")]:
+        assert f.is_dir() or b"sk-never-written" not in f.read_bytes(), f

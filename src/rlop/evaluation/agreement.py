@@ -40,6 +40,7 @@ class AgreementConfig(StageConfig):
     api_model: str = opt("", "model name sent to the endpoint (default: $RLOP_API_MODEL or gpt-4o-mini)")
     api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
     api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
+    api_cache: str = opt("auto", "annotation cache file, so a rerun never pays twice (auto: $RLOP_CACHE/annotations.sqlite; none: off)")
     seed: int = opt(0, "seed of the bootstrap")
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_pairs=8), "cpu": dict(), "gpu": dict()}
@@ -79,7 +80,7 @@ def run_agreement(cfg: AgreementConfig, out: str | Path | None = None) -> dict[s
     require(cfg, "pairs_file", "a file of labelled pairs")
     pairs, counts = load_labelled_pairs(cfg.pairs_file, limit=cfg.max_pairs or None)
     api = dict(base_url=cfg.api_base or None, model=cfg.api_model or None, retries=cfg.api_retries, timeout=cfg.api_timeout,
-               randomize_order=False)
+               randomize_order=False, cache=None if cfg.api_cache == "none" else cfg.api_cache)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
     rows = [(label, ann.prefer(ex, o1, o2), ann.prefer(ex, o2, o1)) for ex, o1, o2, label in tqdm(pairs, desc="agreement", unit="pair")]
     res = {**agreement_stats(rows, cfg.seed), "skipped_no_label": counts["no_verdict"], "annotator": cfg.annotator,

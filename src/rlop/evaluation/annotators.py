@@ -106,10 +106,17 @@ class APIAnnotator:
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
                  retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0,
-                 max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None, randomize_order: bool = True):
+                 max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None, randomize_order: bool = True,
+                 cache: str | None = "auto", price_input: float = 0.0, price_output: float = 0.0):
         """``randomize_order``: show each pair in a seeded random order (evaluation); False shows
-        output_1 first, as ``rlop agreement`` needs to measure position bias."""
+        output_1 first, as ``rlop agreement`` needs to measure position bias. ``cache``: the
+        annotation cache file ("auto": the default one; "" or None: no cache). ``price_input`` and
+        ``price_output``: US dollars per million prompt and completion tokens, for the cost estimate."""
+        from rlop.evaluation.annotation_cache import AnnotationCache, default_path
+
         self.randomize_order = randomize_order
+        self.cache = AnnotationCache(default_path() if cache == "auto" else cache) if cache else None
+        self.prices = (price_input, price_output)
         self.base_url = (base_url or os.environ.get("RLOP_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url:
             raise AnnotatorError("the api annotator needs a base URL: set RLOP_API_BASE (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)")
@@ -120,7 +127,8 @@ class APIAnnotator:
         self.retries, self.backoff, self.timeout, self.seed = retries, backoff, timeout, seed
         self.max_wait, self.max_consecutive_failures = max_wait, max_consecutive_failures
         self.log = log or (lambda msg: print(f"rlop: {msg}", file=sys.stderr, flush=True))
-        self.stats = {"requests": 0, "retries": 0, "unparseable": 0, "failed": 0}
+        self.stats = {"requests": 0, "retries": 0, "unparseable": 0, "failed": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                      "cost_usd": 0.0}
         self._answered = False
         self._failed_in_a_row = 0
 
@@ -150,6 +158,11 @@ class APIAnnotator:
             content = data["choices"][0]["message"]["content"]
             if content is not None and not isinstance(content, str):
                 raise TypeError("content is not a string")
+            usage = data.get("usage") or {}
+            for k in ("prompt_tokens", "completion_tokens"):
+                if isinstance(usage.get(k), int):
+                    self.stats[k] += usage[k]
+            self.stats["cost_usd"] = (self.stats["prompt_tokens"] * self.prices[0] + self.stats["completion_tokens"] * self.prices[1]) / 1e6
         except (UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as e:
             raise AnnotatorError(f"api annotator: {url} did not answer with a chat completion ({type(e).__name__}: {e}); "
                                  "is RLOP_API_BASE an OpenAI-compatible /v1 endpoint?") from None
@@ -157,7 +170,12 @@ class APIAnnotator:
 
     def _post(self, prompt: str) -> str | None:
         """The reply text, or None when the item failed after all retries."""
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}).encode()
+        request = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}
+        key = self.cache.key(self.base_url, request) if self.cache else None
+        if key and (hit := self.cache.get(key)) is not None:
+            self.stats["cache_hits"] += 1
+            return hit
+        body = json.dumps(request).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -183,6 +201,8 @@ class APIAnnotator:
                 raise
             self._answered = True
             self._failed_in_a_row = 0
+            if key:
+                self.cache.put(key, text)
             return text
         return None
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Sequence
 
+from tqdm.auto import tqdm
+
 from rlop.config import ConfigError, StageConfig, opt, require
 from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.evaluation.annotators import AnnotatorError, make_annotator
@@ -33,20 +35,32 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alp
     return means[int(alpha / 2 * n_boot)], means[int((1 - alpha / 2) * n_boot) - 1]
 
 
+def postfix(stats: dict[str, Any]) -> dict[str, str]:
+    """An API annotator's counts for a progress bar: requests, cache hits, tokens, estimated cost."""
+    return {"requests": str(stats.get("requests", 0)), "cached": str(stats.get("cache_hits", 0)),
+            "tokens": str(stats.get("prompt_tokens", 0) + stats.get("completion_tokens", 0)), "cost": f"${stats.get('cost_usd', 0.0):.4f}"}
+
+
 def win_rate(
     prefer: Callable[[InstructionExample, str, str], int | None],
     examples: Sequence[InstructionExample],
     outputs: Sequence[str] | Sequence[Sequence[str]],
     subset_key: str = "dataset",
     seed: int = 0,
+    stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``outputs[i]`` is the output for ``examples[i]``, or a list of sampled outputs for it."""
+    """``outputs[i]`` is the output for ``examples[i]``, or a list of sampled outputs for it.
+    ``stats``: an API annotator's running counts, shown with a progress bar."""
     scores: list[float] = []
     per_instruction: list[float | None] = []  # in the order of ``examples``; None: no usable verdict
     subsets: dict[str, list[float]] = {}
     dropped = 0
     lengths: list[int] = []
+    bar = tqdm(total=len(examples), desc="eval", unit="instruction", disable=stats is None)
     for ex, outs in zip(examples, outputs):
+        bar.update(1)
+        if stats is not None:
+            bar.set_postfix(postfix(stats), refresh=False)
         outs = [outs] if isinstance(outs, str) else list(outs)
         lengths += [len(o) for o in outs]
         verdicts = [prefer(ex, ex.output or "", o) for o in outs]
@@ -59,6 +73,7 @@ def win_rate(
         scores.append(s)
         per_instruction.append(s)
         subsets.setdefault(str(ex.meta.get(subset_key, "all")), []).append(s)
+    bar.close()
     lo, hi = bootstrap_ci(scores, seed=seed)
     return {
         "win_rate": sum(scores) / len(scores) if scores else None,
@@ -91,6 +106,9 @@ class EvalConfig(StageConfig):
     api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
     api_backoff: float = opt(1.0, "first retry wait in seconds, doubled each retry (Retry-After wins when sent)", ge=0)
     api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
+    api_cache: str = opt("auto", "annotation cache file, so a rerun never pays twice (auto: $RLOP_CACHE/annotations.sqlite; none: off)")
+    api_price_input: float = opt(0.0, "US dollars per million prompt tokens, for the cost estimate", ge=0)
+    api_price_output: float = opt(0.0, "US dollars per million completion tokens, for the cost estimate", ge=0)
     seed: int = opt(0, "seed of the presentation order (api) and of the bootstrap")
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict(), "gpu": dict()}
@@ -115,9 +133,11 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
             if problem:
                 raise DataError(cfg.eval_file, f"record {n}", "spec", problem)
     api = dict(base_url=cfg.api_base or None, model=cfg.api_model or None, retries=cfg.api_retries, backoff=cfg.api_backoff,
-               timeout=cfg.api_timeout, seed=cfg.seed)
+               timeout=cfg.api_timeout, seed=cfg.seed, cache=None if cfg.api_cache == "none" else cfg.api_cache,
+               price_input=cfg.api_price_input, price_output=cfg.api_price_output)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
-    res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed)
+    res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed,
+                   stats=getattr(ann, "stats", None))
     if hasattr(ann, "stats"):
         res["annotator_stats"] = dict(ann.stats)
     if res["n"] == 0:
