@@ -230,3 +230,21 @@ def test_cache_makes_a_rerun_free_and_counts_tokens_and_cost(tmp_path, scripted,
     assert Scripted.count == 8
     for f in [annotation_cache, *(tmp_path / "first").rglob("*"), *(tmp_path / "second").rglob("*")]:
         assert f.is_dir() or b"sk-never-written" not in f.read_bytes(), f
+
+
+def test_collect_with_api_annotator_on_any_instructions(tmp_path, scripted, capsys):
+    """Step 1 on instructions that are not sandbox tasks: an API judge labels the policy's two samples."""
+    from rlop.cli import main
+    from tests.conftest import write_jsonl
+
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"instruction": f"Write a word about topic {i}."} for i in range(4)])
+    Scripted.script = ["500"]  # the first request fails once and is retried
+    assert main(["collect", "--preset", "tiny", "--prompts-file", str(prompts), "--annotator", "api", "--api-base", scripted,
+                 "--api-backoff", "0.01", "--out", str(tmp_path / "c")]) == 0
+    rows = [json.loads(l) for l in (tmp_path / "c" / "preferences.jsonl").read_text().splitlines()]
+    stats = json.loads((tmp_path / "c" / "collect_stats.json").read_text())
+    assert len(rows) == stats["pairs"] and stats["pairs"] + sum(stats["left_out"].values()) == 4
+    assert all(r["preference"] == 2 for r in rows)  # the scripted judge always prefers output (b)
+    assert stats["annotator_stats"]["retries"] == 1 and stats["annotator_stats"]["requests"] == stats["pairs"] + 1
+    code = main(["collect", "--preset", "tiny", "--prompts-file", str(prompts), "--out", str(tmp_path / "d")])  # noisy needs sandbox tasks
+    assert code == 2 and "--annotator reward or api" in capsys.readouterr().err
