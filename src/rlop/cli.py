@@ -49,7 +49,7 @@ COMMANDS: dict[str, Command] = {
     "agreement": Command("how far an annotator agrees with already labelled pairs, and its position bias (bootstrap 95% CIs)",
                          "rlop.evaluation.agreement:AgreementConfig", "agreement", out="optional"),
     "run": Command("Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report",
-                   "rlop.pipeline.run:RunConfig", "run", out="optional"),
+                   "rlop.pipeline.run_config:RunConfig", "run", out="optional"),
     "report": Command("Markdown report with plots from a run directory", out="none"),
     "compare": Command("several rlop run folders (e.g. seeds) in one table: win-rates and paired differences, bootstrapped over runs and instructions",
                        section="compare"),

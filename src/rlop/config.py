@@ -43,7 +43,7 @@ SECTIONS = {
     "eval": "rlop.evaluation.winrate:EvalConfig",
     "agreement": "rlop.evaluation.agreement:AgreementConfig",
     "sandbox": "rlop.sandbox.world:SandboxConfig",
-    "run": "rlop.pipeline.run:RunConfig",
+    "run": "rlop.pipeline.run_config:RunConfig",
 }
 
 

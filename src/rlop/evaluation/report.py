@@ -21,7 +21,7 @@ def _plots(run: Path, methods: dict) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(names, wr, yerr=err, capsize=4, color="#4c72b0")
     ax.axhline(50, color="grey", lw=0.8, ls="--")
-    ax.set_ylabel("gold win-rate vs reference (%)")
+    ax.set_ylabel("win-rate vs reference (%)")
     ax.set_title("Win-rate per method (95% bootstrap CI)")
     fig.tight_layout()
     fig.savefig(run / "winrate.png", dpi=120)
@@ -75,9 +75,10 @@ def _plots(run: Path, methods: dict) -> list[str]:
 
 
 def table(methods: dict) -> str:
-    lines = ["| method | gold win-rate % | 95% CI | gold success % | n | mean length (chars) |", "|---|---|---|---|---|---|"]
+    lines = ["| method | win-rate % | 95% CI | gold success % | n | mean length (chars) |", "|---|---|---|---|---|---|"]
     for m, r in methods.items():
-        lines.append(f"| {m} | {r['win_rate'] * 100:.1f} | {r['ci_low'] * 100:.1f}-{r['ci_high'] * 100:.1f} | {r['gold_success'] * 100:.1f} | {r['n']} | {r['mean_length']:.0f} |")
+        gold = "n/a" if r.get("gold_success") is None else f"{r['gold_success'] * 100:.1f}"
+        lines.append(f"| {m} | {r['win_rate'] * 100:.1f} | {r['ci_low'] * 100:.1f}-{r['ci_high'] * 100:.1f} | {gold} | {r['n']} | {r['mean_length']:.0f} |")
     return "\n".join(lines)
 
 
@@ -86,7 +87,7 @@ def write_report(run: str | Path) -> Path:
     res = json.loads((run / "results.json").read_text())
     methods, diag = res["methods"], res.get("diagnostics", {})
     plots = _plots(run, methods)
-    parts = ["# rlop run report", "", f"Run directory: `{run}`", "", "## Win-rate against the sandbox reference outputs (gold annotator)", "", table(methods), ""]
+    parts = ["# rlop run report", "", f"Run directory: `{run}`", "", f"## Win-rate against the reference outputs ({res.get('eval_annotator', 'gold')} annotator)", "", table(methods), ""]
     k = res.get("eval_samples", 1)
     parts += [f"n counts instructions; each has {k} sampled output{'s' if k > 1 else ''} (temperature 0.7, top-p 0.9)"
               + (", and its score is their mean" if k > 1 else "") + ". Intervals: percentile bootstrap over instructions."
@@ -102,7 +103,9 @@ def write_report(run: str | Path) -> Path:
                 if st["diff"] is not None:
                     parts.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | "
                                  f"{st['above_zero']:.2f} | {st['mdd'] * 100 if st.get('mdd') is not None else float('nan'):.1f} | {st['n']} |")
-    if diag:
+    if "left_out" in diag:
+        parts += ["", f"Reward-model diagnostics left out: {diag['left_out']}."]
+    elif diag:
         parts += ["", "## Reward-model accuracy where the policy is (gold-labelled pairs of samples, 95% Wilson CI)", "",
                   "held-out: val prompts that no stage trained on; step-4: the unlabeled prompts whose samples rm-spg and rm-uml were trained on.", "",
                   "| samples | reward model | accuracy % | 95% CI | pairs |", "|---|---|---|---|---|"]

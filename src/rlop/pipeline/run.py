@@ -22,12 +22,11 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable
 
 from rlop import outputs
-from rlop.config import ConfigError, StageConfig, build_config, opt, read_yaml
+from rlop.config import ConfigError, build_config, read_yaml
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples, synthetic_pair_accuracy
@@ -37,6 +36,7 @@ from rlop.evaluation.winrate import gold_success_rate, win_rate
 from rlop.models.generation import SamplingConfig
 from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
+from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.rewards import RewardModelReward
 from rlop.rlp.variants import VARIANTS
@@ -48,8 +48,7 @@ from rlop.training.reward import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, read_jsonl_plain, write_jsonl
 
-ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
-DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
+from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
 ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
 POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
@@ -79,41 +78,6 @@ class Step4Context:
         return self.pipeline.run_stage(name, _key(*key_parts), fn, config=config)
 
 
-@dataclass
-class RunConfig(StageConfig):
-    preset: Literal["tiny", "cpu", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
-                                                   "gpu (one GPU: AlpacaFarm's stage shapes on the whole sandbox world; untested on GPU)")
-    methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
-    seed: int = opt(0, "run seed: collection, policy samples, SPG and evaluation sampling use it; SFT, reward models and PPO add it to their own seed")
-    sandbox_sft: int = opt(384, "sandbox demonstrations for SFT", ge=1)
-    preference_prompts: int = opt(1000, "preference instructions labelled in step 1", ge=1)
-    unlabeled_prompts: int = opt(64, "unlabeled instructions sampled for step 4", ge=1)
-    samples_per_prompt: int = opt(10, "policy samples per unlabeled instruction (paper: 10)", ge=2)
-    eval_prompts: int = opt(200, "eval instructions", ge=1)
-    eval_samples: int = opt(2, "sampled outputs per eval instruction (scored by their mean)", ge=1)
-    max_new_tokens: int = opt(48, "new tokens per response in every sampling stage", ge=1)
-    judge: Literal["answer", "embedding", "nli"] = opt("embedding", "SPG equivalence judge: answer (sandbox) | embedding | nli")
-    gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5)", ge=0, le=1)
-    bon_n: int = opt(4, "samples per best-of-n pick", ge=1)
-    bon_temperature: float = opt(1.0, "best-of-n sampling temperature (AlpacaFarm: 1.0, top_p 0.9)", gt=0)
-    heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)
-    heldout_samples: int = opt(4, "samples per held-out prompt from SFT and from the step-3 PPO policy", ge=2)
-
-    def check(self) -> None:
-        methods = [m for m in self.methods.split(",") if m]
-        unknown = sorted(set(methods) - set(ALL_METHODS) - {"all"})
-        if unknown or not methods:
-            raise ConfigError(f"--methods: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(ALL_METHODS)} or all")
-
-    PRESETS: ClassVar[dict] = {
-        "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
-                     eval_prompts=32, max_new_tokens=12, judge="answer", bon_n=4, methods=",".join(ALL_METHODS)),
-        "cpu": dict(preset="cpu"),
-        "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
-                    max_new_tokens=128, heldout_prompts=200, bon_n=16),
-    }
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([parts, resolve_precision()], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -125,6 +89,7 @@ class Pipeline:
         self.methods = [m for m in ALL_METHODS if m in chosen or "all" in chosen]  # canonical order
         self.keys: dict[str, str] = {}
         self.main = is_main_process()  # under accelerate launch, the process that writes
+        self.gold = None  # the sandbox's gold scorer, when the unlabeled prompts are sandbox tasks
         self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None))
 
     # ------------------------------------------------------------------ stage plumbing
@@ -190,9 +155,14 @@ class Pipeline:
         c = self.cfg
         if self.main:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
-        sft_cfg = self._stage_cfg(SFTConfig, "sft", max_examples=c.sandbox_sft)
+        sft_cfg = self._stage_cfg(SFTConfig, "sft", train_file=c.sft_file, max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
-        sft = self.run_stage("sft", _key("sft", sft_cfg), lambda d: run_sft(sft_cfg, d), config=sft_cfg)
+        eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
+        if c.eval_annotator == "gold":
+            require_tasks(eval_ex, c.eval_file, "the gold eval annotator")
+        judge = eval_annotator(c, c.preset, self.config_file)  # before any training: a wrong endpoint or model stops here
+        self.gold = GoldAnnotator() if has_tasks(load_instructions(c.unlabeled_file, limit=c.unlabeled_prompts)) else None
+        sft = self.run_stage("sft", _key("sft", sft_cfg, source_digest(c.sft_file)), lambda d: run_sft(sft_cfg, d), config=sft_cfg)
 
         policies: dict[str, Path] = {"sft": sft}
         rm = None
@@ -200,7 +170,6 @@ class Pipeline:
             rm = self._reward_and_policies(sft, policies)
 
 
-        eval_ex = load_instructions("sandbox:eval", limit=c.eval_prompts)
         texts: dict[str, list[str]] = {}  # method -> sampled outputs per eval instruction
         for m in self.methods:
             if m == "bon":
@@ -211,14 +180,16 @@ class Pipeline:
 
         results = {}
         for m in self.methods:
-            r = win_rate(GoldAnnotator().prefer, eval_ex, texts[m], subset_key="kind", seed=c.seed)
-            r["gold_success"] = gold_success_rate(eval_ex, texts[m])
+            r = win_rate(judge.prefer, eval_ex, texts[m], subset_key="kind" if has_tasks(eval_ex) else "dataset", seed=c.seed)
+            r["gold_success"] = gold_success_rate(eval_ex, texts[m]) if has_tasks(eval_ex) else None
+            if hasattr(judge, "stats"):
+                r["annotator_stats"] = dict(judge.stats)
             results[m] = r
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
         paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
         if not self.main:
             return results
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag,
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "eval_annotator": c.eval_annotator,
                                                                    "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
 
         write_report(self.out)
@@ -228,28 +199,33 @@ class Pipeline:
     def _reward_and_policies(self, sft: Path, policies: dict[str, Path]) -> Path:
         """Steps 1-5 for the methods that need them (collect, RM, PPO, RLP retraining, PPO again); returns the RM."""
         c = self.cfg
-        ccfg = self._stage_cfg(CollectConfig, "collect", policy=str(sft), prompts_file="sandbox:preference", max_prompts=c.preference_prompts,
-                               max_new_tokens=c.max_new_tokens, seed=c.seed)
-        col = self.run_stage("collect", _key("collect", ccfg, self.keys["sft"]), lambda d: run_collect(ccfg, d), config=ccfg)
-        prefs = str(col / "preferences.jsonl")
+        if c.preferences_file:  # step 1 done already: the user's labelled pairs
+            prefs, dep = c.preferences_file, source_digest(c.preferences_file)
+        else:
+            ccfg = self._stage_cfg(CollectConfig, "collect", policy=str(sft), prompts_file=c.preference_prompts_file, max_prompts=c.preference_prompts,
+                                   max_new_tokens=c.max_new_tokens, seed=c.seed)
+            col = self.run_stage("collect", _key("collect", ccfg, self.keys["sft"], source_digest(c.preference_prompts_file)),
+                                 lambda d: run_collect(ccfg, d), config=ccfg)
+            prefs, dep = str(col / "preferences.jsonl"), self.keys["collect"]
         rm_cfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0)
-        rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["collect"]), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
+        rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["sft"], dep), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
-            pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens)
+            pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens,
+                                   prompts_file=c.unlabeled_file)
 
             def do(d: Path) -> None:
-                run_ppo(pcfg, d, resume=True, gold=GoldAnnotator())
+                run_ppo(pcfg, d, resume=True, gold=self.gold)
                 shutil.rmtree(d / "checkpoints", ignore_errors=True)  # only needed to resume; gigabytes each
 
-            return self.run_stage(name, _key(name, pcfg, self.keys[dep]), do, atomic=False, config=pcfg)
+            return self.run_stage(name, _key(name, pcfg, self.keys[dep], source_digest(c.unlabeled_file)), do, atomic=False, config=pcfg)
 
         if not {"ppo", *VARIANTS} & set(self.methods):
             return rm
         policies["ppo"] = ppo_stage("ppo", rm, "rm") / "policy"
         variants = [v for v in VARIANTS.values() if v.method in self.methods]
         if variants:
-            scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policies["ppo"]), prompts_file="sandbox:unlabeled", max_prompts=c.unlabeled_prompts,
+            scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policies["ppo"]), prompts_file=c.unlabeled_file, max_prompts=c.unlabeled_prompts,
                                    n=c.samples_per_prompt, max_new_tokens=c.max_new_tokens, seed=c.seed)
             samples = self.run_stage("samples", _key("samples", scfg, self.keys["ppo"]), lambda d: run_sample(scfg, d), config=scfg)
             ctx = Step4Context(self, sft, prefs, rm, str(samples / "samples.jsonl"))
@@ -285,8 +261,7 @@ class Pipeline:
 
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
         name = f"outputs-{method}"
-        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex),
-                   self.cfg.eval_samples)
+        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex), self.cfg.eval_samples, source_digest(self.cfg.eval_file))
 
         def do(d: Path) -> None:
             sets = sample_responses(str(policy), eval_ex, self.cfg.eval_samples, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32),
@@ -304,7 +279,7 @@ class Pipeline:
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
 
-        d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex)), do, config=bcfg)
+        d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex), source_digest(self.cfg.eval_file)), do, config=bcfg)
         return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
@@ -318,11 +293,14 @@ class Pipeline:
         rms = {name: RewardModelReward(self.stage_dir(name)) for name in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())]
                if (self.stage_dir(name) / "config.json").exists()}
         out: dict[str, Any] = {}
+        if self.gold is None or not has_tasks(load_instructions(c.heldout_file, limit=c.heldout_prompts or 1)):
+            return {"left_out": "the reward-model diagnostics need sandbox tasks (gold scores) in unlabeled_file and heldout_file"}
         if c.heldout_prompts and "ppo" in policies:
             for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
-                scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file="sandbox:val", max_prompts=c.heldout_prompts,
+                scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file=c.heldout_file, max_prompts=c.heldout_prompts,
                                        n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=c.seed + 2)
-                d = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])]), lambda d: run_sample(scfg, d),
+                d = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
+                                   lambda d: run_sample(scfg, d),
                                    config=scfg)
                 pairs = gold_pairs_from_samples(d / "samples.jsonl")
                 out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
@@ -343,10 +321,11 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
     """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages."""
     cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
     if config_file:
-        unused = [k for k in ("eval", "agreement", "sandbox") if k in read_yaml(config_file)]
+        unused = [k for k in ("agreement", "sandbox") + (("eval",) if cfg.eval_annotator == "gold" else ()) if k in read_yaml(config_file)]
         if unused:
-            raise ConfigError(f"{config_file}: rlop run does not use section(s) {', '.join(unused)}: it evaluates with the sandbox gold "
-                              "annotator on the default sandbox world (these sections configure rlop eval, rlop agreement and rlop sandbox export)")
+            raise ConfigError(f"{config_file}: rlop run does not use section(s) {', '.join(unused)}: eval: configures the reward or api eval "
+                              "annotator (--eval-annotator; the default, gold, has no options); agreement: and sandbox: configure rlop agreement "
+                              "and rlop sandbox export")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
     main = is_main_process()

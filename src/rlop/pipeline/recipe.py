@@ -1,0 +1,66 @@
+"""Where ``rlop run`` takes each role's data from (its recipe) and how it evaluates.
+
+Every source is a JSONL/JSON file, an ``hf:NAME[:SPLIT]`` dataset or a ``sandbox:SPLIT``, in
+any format the readers take (Alpaca/AlpacaFarm, TRL's prompt/completion, prompt/chosen/rejected
+and conversational records). The sandbox is the default recipe. The sandbox's gold scorer
+(the ``gold`` eval annotator, the noisy/gold collection annotators, PPO's gold curve and the
+reward-model diagnostics) needs sandbox tasks; with other data those diagnostics are left out
+and say so, and evaluation goes to the ``reward`` or ``api`` annotator.
+
+A stage's cache key holds a digest of the content of each local file it reads, so changing a
+data file redoes exactly the stages that depend on it."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from rlop.data.io import DataError, InstructionExample
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def source_digest(source: str) -> str:
+    """The content digest of a local file; a sandbox split or hub dataset is named by its spec."""
+    p = Path(source)
+    if source and not source.startswith(("sandbox:", "hf:")) and p.is_file():
+        st = p.stat()
+        return f"{source}@{_file_digest(str(p.resolve()), st.st_size, st.st_mtime)}"
+    return source
+
+
+def has_tasks(examples: list[InstructionExample]) -> bool:
+    """Whether the examples are sandbox tasks (the gold scorer can judge them)."""
+    return bool(examples) and all("spec" in e.meta for e in examples)
+
+
+def require_tasks(examples: list[InstructionExample], source: str, what: str) -> None:
+    for n, e in enumerate(examples, start=1):
+        if "spec" not in e.meta:
+            raise DataError(source, f"record {n}", "spec", f"missing: {what} needs sandbox tasks; give --eval-annotator reward or api "
+                            "for other data")
+
+
+def eval_annotator(run_cfg, preset: str, config_file: str | None):
+    """The ``prefer(example, reference, output)`` of the run's evaluation."""
+    if run_cfg.eval_annotator == "gold":
+        from rlop.sandbox.gold import GoldAnnotator
+
+        return GoldAnnotator()
+    from rlop.config import build_config
+    from rlop.evaluation.annotators import make_annotator
+    from rlop.evaluation.winrate import EvalConfig
+
+    e = build_config(EvalConfig, preset, config_file, section="eval")
+    api = dict(base_url=e.api_base or None, model=e.api_model or None, retries=e.api_retries, backoff=e.api_backoff, timeout=e.api_timeout,
+               seed=run_cfg.seed, cache=None if e.api_cache == "none" else e.api_cache, price_input=e.api_price_input, price_output=e.api_price_output)
+    return make_annotator(run_cfg.eval_annotator, run_cfg.eval_reward_model or e.reward_model or None,
+                          **(api if run_cfg.eval_annotator == "api" else {}))
