@@ -139,12 +139,12 @@ def eval_files(tmp_path, n=3):
     return refs, outs
 
 
-def run_eval_cli(tmp_path, base, capsys, n=3):
+def run_eval_cli(tmp_path, base, capsys, n=3, *extra):
     from rlop.cli import main
 
     refs, outs = eval_files(tmp_path, n)
     code = main(["eval", "--annotator", "api", "--api-base", base, "--api-retries", "2", "--api-backoff", "0.01", "--eval-file", str(refs),
-                 "--outputs", str(outs), "--out", str(tmp_path / "ev")])
+                 "--outputs", str(outs), "--out", str(tmp_path / "ev"), *extra])
     return code, capsys.readouterr()
 
 
@@ -182,10 +182,14 @@ def test_api_retries_429_with_retry_after_and_5xx_and_dropped_connections(tmp_pa
 
 
 def test_api_items_failing_in_a_row_stop_the_command_and_write_nothing(tmp_path, scripted, capsys):
-    Scripted.script = ["ok"] + ["503"] * 30
-    code, io = run_eval_cli(tmp_path, scripted, capsys, n=6)
+    Scripted.script = ["ok"] + ["503"] * 60
+    code, io = run_eval_cli(tmp_path, scripted, capsys, 6, "--api-concurrency", "1")
     assert code == 2 and "3 items in a row failed (HTTP 503)" in io.err
     assert Scripted.count == 1 + 3 * 3  # one answer, then three items of three attempts
+    assert not (tmp_path / "ev").exists()
+    Scripted.script, Scripted.count = ["ok"] + ["503"] * 60, 0  # with 4 requests in flight: the same stop, a few more attempts
+    code, io = run_eval_cli(tmp_path, scripted, capsys, 6)
+    assert code == 2 and "in a row failed (HTTP 503)" in io.err and Scripted.count <= 1 + (3 + 3) * 3
     assert not (tmp_path / "ev").exists()
 
 
@@ -248,3 +252,49 @@ def test_collect_with_api_annotator_on_any_instructions(tmp_path, scripted, caps
     assert stats["annotator_stats"]["retries"] == 1 and stats["annotator_stats"]["requests"] == stats["pairs"] + 1
     code = main(["collect", "--preset", "tiny", "--prompts-file", str(prompts), "--out", str(tmp_path / "d")])  # noisy needs sandbox tasks
     assert code == 2 and "--annotator reward or api" in capsys.readouterr().err
+
+
+class Slow(BaseHTTPRequestHandler):
+    """Prefers output (b) after a short wait, and records how many requests were in flight at once."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    most = 0
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with Slow.lock:
+            Slow.in_flight += 1
+            Slow.most = max(Slow.most, Slow.in_flight)
+        time.sleep(0.05)
+        with Slow.lock:
+            Slow.in_flight -= 1
+        data = json.dumps({"choices": [{"message": {"content": "Output (b)"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_requests_run_concurrently_within_the_bound(tmp_path):
+    from http.server import ThreadingHTTPServer
+
+    from rlop.cli import main
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    refs, outs = eval_files(tmp_path, 9)
+    results = {}
+    try:
+        for k in (1, 3):
+            Slow.most = 0
+            assert main(["eval", "--annotator", "api", "--api-base", f"http://127.0.0.1:{srv.server_port}/v1", "--api-concurrency", str(k),
+                         "--api-cache", "none", "--eval-file", str(refs), "--outputs", str(outs), "--out", str(tmp_path / f"c{k}")]) == 0
+            results[k] = (Slow.most, json.loads((tmp_path / f"c{k}" / "winrate.json").read_text()))
+    finally:
+        srv.shutdown()
+    assert results[1][0] == 1 and 1 < results[3][0] <= 3
+    assert results[1][1]["scores"] == results[3][1]["scores"] and results[3][1]["annotator_stats"]["requests"] == 9

@@ -16,6 +16,7 @@ A pair without a usable verdict in either order is dropped from everything and c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from tqdm.auto import tqdm
 
+from rlop.evaluation.api_config import APIConfig
 from rlop.config import ConfigError, StageConfig, opt, require
 from rlop.data.io import load_labelled_pairs
 from rlop.evaluation.annotators import AnnotatorError, make_annotator
@@ -36,11 +38,7 @@ class AgreementConfig(StageConfig):
     annotator: Literal["gold", "reward", "api"] = opt("reward", "the annotator to measure: reward (a reward model) | api | gold (sandbox)")
     reward_model: str = opt("", "reward model directory for --annotator reward")
     max_pairs: int = opt(0, "use at most this many pairs with a verdict (0: all)", ge=0)
-    api_base: str = opt("", "OpenAI-compatible base URL ending in /v1 (default: $RLOP_API_BASE); the key is read from $RLOP_API_KEY only")
-    api_model: str = opt("", "model name sent to the endpoint (default: $RLOP_API_MODEL or gpt-4o-mini)")
-    api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
-    api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
-    api_cache: str = opt("auto", "annotation cache file, so a rerun never pays twice (auto: $RLOP_CACHE/annotations.sqlite; none: off)")
+    api: APIConfig = dataclasses.field(default_factory=APIConfig, metadata={"help": "API annotator options (rlop.evaluation.api_config.APIConfig)"})
     seed: int = opt(0, "seed of the bootstrap")
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_pairs=8), "cpu": dict(), "gpu": dict()}
@@ -79,9 +77,10 @@ def run_agreement(cfg: AgreementConfig, out: str | Path | None = None) -> dict[s
     """Measure ``cfg.annotator`` on ``cfg.pairs_file``; ``out/agreement.json`` when ``out`` is given."""
     require(cfg, "pairs_file", "a file of labelled pairs")
     pairs, counts = load_labelled_pairs(cfg.pairs_file, limit=cfg.max_pairs or None)
-    api = dict(base_url=cfg.api_base or None, model=cfg.api_model or None, retries=cfg.api_retries, timeout=cfg.api_timeout,
-               randomize_order=False, cache=None if cfg.api_cache == "none" else cfg.api_cache)
+    api = cfg.api.annotator_options(cfg.seed, randomize_order=False)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
+    if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+        ann.prefetch([t for ex, o1, o2, _ in pairs for t in ((ex, o1, o2), (ex, o2, o1))])
     rows = [(label, ann.prefer(ex, o1, o2), ann.prefer(ex, o2, o1)) for ex, o1, o2, label in tqdm(pairs, desc="agreement", unit="pair")]
     res = {**agreement_stats(rows, cfg.seed), "skipped_no_label": counts["no_verdict"], "annotator": cfg.annotator,
            "pairs_file": str(cfg.pairs_file)}

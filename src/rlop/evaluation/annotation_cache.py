@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 
@@ -25,16 +26,21 @@ class AnnotationCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)  # autocommit: each put is durable at once
-        self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        # autocommit: each put is durable at once; one connection shared by the annotator's request threads, behind a lock
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        self.lock = threading.Lock()
+        with self.lock:
+            self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
 
     @staticmethod
     def key(endpoint: str, body: dict) -> str:
         return hashlib.sha256(json.dumps([endpoint, body], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def get(self, key: str) -> str | None:
-        row = self.db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def put(self, key: str, reply: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))

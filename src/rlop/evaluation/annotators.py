@@ -21,6 +21,7 @@ import random
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -107,7 +108,7 @@ class APIAnnotator:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
                  retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0,
                  max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None, randomize_order: bool = True,
-                 cache: str | None = "auto", price_input: float = 0.0, price_output: float = 0.0):
+                 cache: str | None = "auto", price_input: float = 0.0, price_output: float = 0.0, concurrency: int = 1):
         """``randomize_order``: show each pair in a seeded random order (evaluation); False shows
         output_1 first, as ``rlop agreement`` needs to measure position bias. ``cache``: the
         annotation cache file ("auto": the default one; "" or None: no cache). ``price_input`` and
@@ -117,6 +118,10 @@ class APIAnnotator:
         self.randomize_order = randomize_order
         self.cache = AnnotationCache(default_path() if cache == "auto" else cache) if cache else None
         self.prices = (price_input, price_output)
+        self.concurrency = concurrency  # requests in flight at once in prefetch()
+        self._memo: dict[str, str | None] = {}  # prompt -> reply, filled by prefetch()
+        self._lock = threading.Lock()
+        self._stopped = False
         self.base_url = (base_url or os.environ.get("RLOP_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url:
             raise AnnotatorError("the api annotator needs a base URL: set RLOP_API_BASE (an OpenAI-compatible endpoint, e.g. http://host:8000/v1)")
@@ -159,10 +164,11 @@ class APIAnnotator:
             if content is not None and not isinstance(content, str):
                 raise TypeError("content is not a string")
             usage = data.get("usage") or {}
-            for k in ("prompt_tokens", "completion_tokens"):
-                if isinstance(usage.get(k), int):
-                    self.stats[k] += usage[k]
-            self.stats["cost_usd"] = (self.stats["prompt_tokens"] * self.prices[0] + self.stats["completion_tokens"] * self.prices[1]) / 1e6
+            with self._lock:
+                for k in ("prompt_tokens", "completion_tokens"):
+                    if isinstance(usage.get(k), int):
+                        self.stats[k] += usage[k]
+                self.stats["cost_usd"] = (self.stats["prompt_tokens"] * self.prices[0] + self.stats["completion_tokens"] * self.prices[1]) / 1e6
         except (UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError) as e:
             raise AnnotatorError(f"api annotator: {url} did not answer with a chat completion ({type(e).__name__}: {e}); "
                                  "is RLOP_API_BASE an OpenAI-compatible /v1 endpoint?") from None
@@ -173,31 +179,34 @@ class APIAnnotator:
         request = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}
         key = self.cache.key(self.base_url, request) if self.cache else None
         if key and (hit := self.cache.get(key)) is not None:
-            self.stats["cache_hits"] += 1
+            self._count("cache_hits")
             return hit
         body = json.dumps(request).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         for attempt in range(self.retries + 1):
-            self.stats["requests"] += 1
+            if self._stopped:  # another request thread gave up: no more requests
+                return None
+            self._count("requests")
             try:
                 text = self._once(body, headers)
             except _Transient as e:
                 if attempt == self.retries:
-                    self.stats["failed"] += 1
+                    self._count("failed")
                     self._failed_in_a_row += 1
                     self.log(f"api annotator: {e} after {self.retries} retries; item dropped ({self.stats['failed']} dropped so far)")
                     if self._failed_in_a_row >= self.max_consecutive_failures:
+                        self._stopped = True
                         raise AnnotatorError(f"api annotator: {self._failed_in_a_row} items in a row failed ({e}); stopping") from None
                     return None
                 wait = min(self.max_wait, e.wait if e.wait is not None else self.backoff * 2**attempt)
-                self.stats["retries"] += 1
+                self._count("retries")
                 self.log(f"api annotator: {e}, retry {attempt + 1}/{self.retries} in {wait:.1f} s (retries so far: {self.stats['retries']})")
                 time.sleep(wait)
                 continue
             except AnnotatorError:
-                self.stats["failed"] += 1
+                self._count("failed")
                 raise
             self._answered = True
             self._failed_in_a_row = 0
@@ -206,23 +215,47 @@ class APIAnnotator:
             return text
         return None
 
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[key] += n
+
     @staticmethod
     def parse(text: str) -> str | None:
         found = {m.group(1).lower() for m in VERDICT_RE.finditer(text)}
         return found.pop() if len(found) == 1 else None
 
-    def prefer(self, ex, o1, o2):
-        if o1 == o2:
-            return 0
+    def _presented(self, ex, o1, o2) -> tuple[str, bool]:
+        """The prompt that shows the pair (in a seeded random order unless ``randomize_order`` is off) and whether it is swapped."""
         swap = self.randomize_order and random.Random(derive_seed(self.seed, len(ex.instruction), sum(map(ord, ex.instruction + o1 + o2)))).random() < 0.5
         a, b = (o2, o1) if swap else (o1, o2)
         instr = ex.instruction + (f"\n\n{ex.input}" if ex.input else "")
-        reply = self._post(PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b))
+        return PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b), swap
+
+    def prefetch(self, items) -> None:
+        """Ask for the verdicts of ``items`` ((example, output_1, output_2) triples) with up to
+        ``concurrency`` requests in flight; :meth:`prefer` then answers them from memory."""
+        todo = list(dict.fromkeys(p for p, _ in (self._presented(ex, o1, o2) for ex, o1, o2 in items if o1 != o2) if p not in self._memo))
+        if self.concurrency <= 1 or len(todo) <= 1:
+            return  # one at a time is what prefer() does anyway
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not self._answered:  # one request alone first: a wrong endpoint, key or model stops before any fan-out
+            self._memo[todo[0]] = self._post(todo[0])
+            todo = todo[1:]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            for prompt, reply in zip(todo, pool.map(self._post, todo)):
+                self._memo[prompt] = reply
+
+    def prefer(self, ex, o1, o2):
+        if o1 == o2:
+            return 0
+        prompt, swap = self._presented(ex, o1, o2)
+        reply = self._memo[prompt] if prompt in self._memo else self._post(prompt)
         if reply is None:
             return None
         verdict = self.parse(reply)
         if verdict is None:
-            self.stats["unparseable"] += 1
+            self._count("unparseable")
             return None
         first_wins = verdict == "a"
         if swap:

@@ -10,6 +10,7 @@ Intervals are percentile bootstrap 95% over instructions (seeded).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 
 from tqdm.auto import tqdm
 
+from rlop.evaluation.api_config import APIConfig
 from rlop.config import ConfigError, StageConfig, opt, require
 from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.evaluation.annotators import AnnotatorError, make_annotator
@@ -101,14 +103,7 @@ class EvalConfig(StageConfig):
     reward_model: str = opt("", "reward model directory for --annotator reward")
     subset_key: str = opt("dataset", "record field whose values get their own win-rate")
     max_prompts: int = opt(0, "evaluate at most this many eval instructions (0: all)", ge=0)
-    api_base: str = opt("", "OpenAI-compatible base URL ending in /v1 (default: $RLOP_API_BASE); the key is read from $RLOP_API_KEY only")
-    api_model: str = opt("", "model name sent to the endpoint (default: $RLOP_API_MODEL or gpt-4o-mini)")
-    api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
-    api_backoff: float = opt(1.0, "first retry wait in seconds, doubled each retry (Retry-After wins when sent)", ge=0)
-    api_timeout: float = opt(60.0, "seconds to wait for one reply", gt=0)
-    api_cache: str = opt("auto", "annotation cache file, so a rerun never pays twice (auto: $RLOP_CACHE/annotations.sqlite; none: off)")
-    api_price_input: float = opt(0.0, "US dollars per million prompt tokens, for the cost estimate", ge=0)
-    api_price_output: float = opt(0.0, "US dollars per million completion tokens, for the cost estimate", ge=0)
+    api: APIConfig = dataclasses.field(default_factory=APIConfig, metadata={"help": "API annotator options (rlop.evaluation.api_config.APIConfig)"})
     seed: int = opt(0, "seed of the presentation order (api) and of the bootstrap")
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict(), "gpu": dict()}
@@ -132,10 +127,10 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
             problem = "missing: the gold annotator needs sandbox tasks" if "spec" not in r.meta else check_spec(r.meta["spec"])
             if problem:
                 raise DataError(cfg.eval_file, f"record {n}", "spec", problem)
-    api = dict(base_url=cfg.api_base or None, model=cfg.api_model or None, retries=cfg.api_retries, backoff=cfg.api_backoff,
-               timeout=cfg.api_timeout, seed=cfg.seed, cache=None if cfg.api_cache == "none" else cfg.api_cache,
-               price_input=cfg.api_price_input, price_output=cfg.api_price_output)
+    api = cfg.api.annotator_options(cfg.seed)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
+    if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+        ann.prefetch([(r, r.output or "", outs[(r.instruction, r.input)]) for r in refs])
     res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed,
                    stats=getattr(ann, "stats", None))
     if hasattr(ann, "stats"):

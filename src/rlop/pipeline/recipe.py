@@ -60,7 +60,6 @@ def eval_annotator(run_cfg, preset: str, config_file: str | None):
     from rlop.evaluation.winrate import EvalConfig
 
     e = build_config(EvalConfig, preset, config_file, section="eval")
-    api = dict(base_url=e.api_base or None, model=e.api_model or None, retries=e.api_retries, backoff=e.api_backoff, timeout=e.api_timeout,
-               seed=run_cfg.seed, cache=None if e.api_cache == "none" else e.api_cache, price_input=e.api_price_input, price_output=e.api_price_output)
+    api = e.api.annotator_options(run_cfg.seed)
     return make_annotator(run_cfg.eval_annotator, run_cfg.eval_reward_model or e.reward_model or None,
                           **(api if run_cfg.eval_annotator == "api" else {}))

@@ -9,12 +9,14 @@ failed or could not be parsed) are left out and counted in ``collect_stats.json`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from rlop.distributed import is_main_process
+from rlop.evaluation.api_config import APIConfig
 from rlop.config import StageConfig, opt
 from rlop.data.io import DataError, load_instructions
 from rlop.models.generation import SamplingConfig
@@ -36,11 +38,7 @@ class CollectConfig(StageConfig):
     annotator: Literal["noisy", "gold", "reward", "api"] = opt("noisy", "who labels: noisy (simulated human: gold with p_label_flip flips) | gold "
                                                                "(sandbox) | reward (a reward model) | api (OpenAI-compatible endpoint)")
     reward_model: str = opt("", "reward model directory for --annotator reward")
-    api_base: str = opt("", "OpenAI-compatible base URL ending in /v1 (default: $RLOP_API_BASE); the key is read from $RLOP_API_KEY only")
-    api_model: str = opt("", "model name sent to the endpoint (default: $RLOP_API_MODEL or gpt-4o-mini)")
-    api_retries: int = opt(4, "retries of a rate-limited (429), failing (5xx) or timed-out request", ge=0)
-    api_backoff: float = opt(1.0, "first retry wait in seconds, doubled each retry (Retry-After wins when sent)", ge=0)
-    api_cache: str = opt("auto", "annotation cache file, so a rerun never pays twice (auto: $RLOP_CACHE/annotations.sqlite; none: off)")
+    api: APIConfig = dataclasses.field(default_factory=APIConfig, metadata={"help": "API annotator options (rlop.evaluation.api_config.APIConfig)"})
     p_label_flip: float = opt(0.25, "label-flip probability of the noisy annotator (AlpacaFarm: 0.25; 0.5 is a coin)", ge=0, le=0.5)
     max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
     max_new_tokens: int = opt(96, "new tokens per response", ge=1)
@@ -66,11 +64,12 @@ def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "n
         from rlop.evaluation.annotators import make_annotator
 
         c = cfg or CollectConfig()
-        api = dict(base_url=c.api_base or None, model=c.api_model or None, retries=c.api_retries, backoff=c.api_backoff, seed=seed,
-                   cache=None if c.api_cache == "none" else c.api_cache)
+        api = c.api.annotator_options(seed)
         ann = make_annotator(annotator, c.reward_model or None, **(api if annotator == "api" else {}))
     with staged(out, "collect", main=is_main_process()) as tmp:
         sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
+        if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+            ann.prefetch([(s.example, *s.responses) for s in sets])
         rows, left_out = [], {"identical": 0, "no_verdict": 0}
         for s in sets:
             a, b = s.responses
