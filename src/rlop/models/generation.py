@@ -1,11 +1,13 @@
 """Batched sampling used by every stage (PPO rollouts, best-of-n, ``rlop sample``, evaluation).
 
 Prompts are left-padded, positions come from the attention mask, and every row draws its
-random numbers from its own generator seeded by the caller. In float32 a row's output
-therefore depends only on its prompt and its seed, not on the batch it shares or the batch
-size; under bf16 autocast (``rlop.models.precision``) the padded batch shape can change the
-rounding, so only the same batches repeat exactly. Either way resumed runs repeat exactly. Generation stops at EOS (the rest of the row
-is padding and ``response_mask`` is 0 there).
+random numbers from its own generator seeded by the caller, so a row's output depends on its
+prompt and its seed, and on the batch it shares only through rounding: the padded batch shape
+changes the last bits of the logits (more so under bf16 autocast), and a draw that falls within
+that distance of a bin edge of the inverse CDF picks the neighbouring token. With a near-uniform
+tiny model that happened to 1 token in 384 between batches of 32 and 16 in float32. The same
+batches repeat exactly, so resumed runs do. Generation stops at EOS (the rest of the row is
+padding and ``response_mask`` is 0 there).
 
 The backend is pluggable: :class:`HFBackend` runs any transformers causal LM; a faster
 engine (vLLM on GPUs) can implement :class:`Backend` and register in ``BACKENDS``.
