@@ -298,3 +298,66 @@ def test_requests_run_concurrently_within_the_bound(tmp_path):
         srv.shutdown()
     assert results[1][0] == 1 and 1 < results[3][0] <= 3
     assert results[1][1]["scores"] == results[3][1]["scores"] and results[3][1]["annotator_stats"]["requests"] == 9
+
+
+class ByModel(BaseHTTPRequestHandler):
+    """model 'first' always answers Output (a); any other model prefers the output holding LONG."""
+
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][0]["content"]
+        ByModel.seen.append((body["model"], prompt))
+        if body["model"] == "first":
+            answer = "Output (a)"
+        else:
+            a = prompt.split("(a)")[1].split("(b)")[0]
+            answer = "Output (a)" if "LONG" in a else "Output (b)"
+        data = json.dumps({"choices": [{"message": {"content": answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_annotator_pool_and_label_flips(tmp_path, capsys):
+    import yaml
+
+    from rlop.cli import main
+    from tests.conftest import write_jsonl
+
+    srv = HTTPServer(("127.0.0.1", 0), ByModel)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    n = 40
+    refs = write_jsonl(tmp_path / "refs.jsonl", [{"instruction": f"q{i}", "output": f"ref {i}"} for i in range(n)])
+    outs = write_jsonl(tmp_path / "outs.jsonl", [{"instruction": f"q{i}", "output": f"LONG answer {i}"} for i in range(n)])
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(yaml.safe_dump([{"model": "first"},
+                                    {"model": "careful", "prompt": "POOL-2 Which is better for {instruction}?\n(a) {a}\n(b) {b}\nSay Output (a) or Output (b)."}]))
+    base = ["eval", "--annotator", "api", "--api-base", f"http://127.0.0.1:{srv.server_port}/v1", "--eval-file", str(refs), "--outputs", str(outs),
+            "--api-pool", str(pool), "--api-concurrency", "1"]
+    try:
+        ByModel.seen = []
+        assert main([*base, "--out", str(tmp_path / "pool")]) == 0
+        res = json.loads((tmp_path / "pool" / "winrate.json").read_text())
+        per_model = res["annotator_stats"]["per_model"]
+        assert set(per_model) == {"first", "careful"} and sum(per_model.values()) == n and min(per_model.values()) >= n // 4
+        assert all(("POOL-2" in p) == (m == "careful") for m, p in ByModel.seen)  # each member with its own template
+        # 'careful' always finds the LONG model output; 'first' picks whichever was shown first (a seeded coin)
+        careful = [s for s, (m, _) in zip(res["scores"], ByModel.seen) if m == "careful"]
+        assert careful and all(s == 1.0 for s in careful)
+        assert main([*base, "--api-label-flip", "0.5", "--out", str(tmp_path / "flip")]) == 0  # every verdict a coin flip
+        flip = json.loads((tmp_path / "flip" / "winrate.json").read_text())
+        assert flip["annotator_stats"]["flipped"] == n and flip["annotator_stats"]["requests"] == 0  # the replies came from the cache
+        assert 0.2 < flip["win_rate"] < 0.8
+        assert main([*base, "--api-label-flip", "0.25", "--out", str(tmp_path / "quarter")]) == 0
+        assert 0 < json.loads((tmp_path / "quarter" / "winrate.json").read_text())["annotator_stats"]["flipped"] < n
+    finally:
+        srv.shutdown()
+    pool.write_text(yaml.safe_dump([{"model": "m", "prompt": "no fields here"}]))
+    assert main([*base, "--out", str(tmp_path / "bad")]) == 2
+    assert "needs {instruction}, {a} and {b}" in capsys.readouterr().err and not (tmp_path / "bad").exists()

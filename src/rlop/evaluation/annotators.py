@@ -108,18 +108,23 @@ class APIAnnotator:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
                  retries: int = 4, backoff: float = 1.0, timeout: float = 60.0, seed: int = 0,
                  max_wait: float = 60.0, max_consecutive_failures: int = 3, log=None, randomize_order: bool = True,
-                 cache: str | None = "auto", price_input: float = 0.0, price_output: float = 0.0, concurrency: int = 1):
+                 cache: str | None = "auto", price_input: float = 0.0, price_output: float = 0.0, concurrency: int = 1,
+                 pool: list[dict[str, str]] | None = None, label_flip: float = 0.0):
         """``randomize_order``: show each pair in a seeded random order (evaluation); False shows
         output_1 first, as ``rlop agreement`` needs to measure position bias. ``cache``: the
         annotation cache file ("auto": the default one; "" or None: no cache). ``price_input`` and
-        ``price_output``: US dollars per million prompt and completion tokens, for the cost estimate."""
+        ``price_output``: US dollars per million prompt and completion tokens, for the cost estimate.
+        ``pool``: annotator configurations (``model``, optional ``prompt`` template with
+        ``{instruction}``, ``{a}``, ``{b}``), one picked per pair by a seeded hash, as AlpacaFarm's
+        simulated pool; ``label_flip``: probability p that a verdict is replaced by a coin flip
+        (so p/2 of the verdicts are wrong on purpose, AlpacaFarm's noise)."""
         from rlop.evaluation.annotation_cache import AnnotationCache, default_path
 
         self.randomize_order = randomize_order
         self.cache = AnnotationCache(default_path() if cache == "auto" else cache) if cache else None
         self.prices = (price_input, price_output)
         self.concurrency = concurrency  # requests in flight at once in prefetch()
-        self._memo: dict[str, str | None] = {}  # prompt -> reply, filled by prefetch()
+        self._memo: dict[tuple[str, str], str | None] = {}  # (model, prompt) -> reply, filled by prefetch()
         self._lock = threading.Lock()
         self._stopped = False
         self.base_url = (base_url or os.environ.get("RLOP_API_BASE") or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
@@ -129,11 +134,13 @@ class APIAnnotator:
             raise AnnotatorError(f"RLOP_API_BASE must start with http:// or https://, got {self.base_url!r}")
         self.api_key = api_key or os.environ.get("RLOP_API_KEY") or os.environ.get("OPENAI_API_KEY") or ""
         self.model = model or os.environ.get("RLOP_API_MODEL", "gpt-4o-mini")
+        self.pool = [{"model": m.get("model") or self.model, "prompt": m.get("prompt") or PAIRWISE_PROMPT} for m in (pool or [{}])]
+        self.label_flip = label_flip
         self.retries, self.backoff, self.timeout, self.seed = retries, backoff, timeout, seed
         self.max_wait, self.max_consecutive_failures = max_wait, max_consecutive_failures
         self.log = log or (lambda msg: print(f"rlop: {msg}", file=sys.stderr, flush=True))
         self.stats = {"requests": 0, "retries": 0, "unparseable": 0, "failed": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                      "cost_usd": 0.0}
+                      "cost_usd": 0.0, "flipped": 0, "per_model": {}}
         self._answered = False
         self._failed_in_a_row = 0
 
@@ -174,9 +181,12 @@ class APIAnnotator:
                                  "is RLOP_API_BASE an OpenAI-compatible /v1 endpoint?") from None
         return content or ""
 
-    def _post(self, prompt: str) -> str | None:
+    def _post(self, prompt: str, model: str | None = None) -> str | None:
         """The reply text, or None when the item failed after all retries."""
-        request = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}
+        model = model or self.model
+        with self._lock:
+            self.stats["per_model"][model] = self.stats["per_model"].get(model, 0) + 1
+        request = {"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 16}
         key = self.cache.key(self.base_url, request) if self.cache else None
         if key and (hit := self.cache.get(key)) is not None:
             self._count("cache_hits")
@@ -224,33 +234,40 @@ class APIAnnotator:
         found = {m.group(1).lower() for m in VERDICT_RE.finditer(text)}
         return found.pop() if len(found) == 1 else None
 
-    def _presented(self, ex, o1, o2) -> tuple[str, bool]:
-        """The prompt that shows the pair (in a seeded random order unless ``randomize_order`` is off) and whether it is swapped."""
+    def _digest(self, ex, o1, o2, salt: int) -> int:
+        """A seeded number for the pair, the same whichever output is shown first."""
+        lo, hi = sorted((o1, o2))
+        return derive_seed(self.seed, salt, len(ex.instruction), sum(map(ord, ex.instruction + lo + "\x00" + hi)))
+
+    def _presented(self, ex, o1, o2) -> tuple[tuple[str, str], bool]:
+        """((model, prompt) that shows the pair, whether it is swapped): the pool member is picked by
+        a seeded hash, the order at random (seeded) unless ``randomize_order`` is off."""
         swap = self.randomize_order and random.Random(derive_seed(self.seed, len(ex.instruction), sum(map(ord, ex.instruction + o1 + o2)))).random() < 0.5
         a, b = (o2, o1) if swap else (o1, o2)
+        member = self.pool[self._digest(ex, o1, o2, 3) % len(self.pool)]
         instr = ex.instruction + (f"\n\n{ex.input}" if ex.input else "")
-        return PAIRWISE_PROMPT.format(instruction=instr, a=a, b=b), swap
+        return (member["model"], member["prompt"].format(instruction=instr, a=a, b=b)), swap
 
     def prefetch(self, items) -> None:
         """Ask for the verdicts of ``items`` ((example, output_1, output_2) triples) with up to
         ``concurrency`` requests in flight; :meth:`prefer` then answers them from memory."""
-        todo = list(dict.fromkeys(p for p, _ in (self._presented(ex, o1, o2) for ex, o1, o2 in items if o1 != o2) if p not in self._memo))
+        todo = list(dict.fromkeys(q for q, _ in (self._presented(ex, o1, o2) for ex, o1, o2 in items if o1 != o2) if q not in self._memo))
         if self.concurrency <= 1 or len(todo) <= 1:
             return  # one at a time is what prefer() does anyway
         from concurrent.futures import ThreadPoolExecutor
 
         if not self._answered:  # one request alone first: a wrong endpoint, key or model stops before any fan-out
-            self._memo[todo[0]] = self._post(todo[0])
+            self._memo[todo[0]] = self._post(todo[0][1], todo[0][0])
             todo = todo[1:]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            for prompt, reply in zip(todo, pool.map(self._post, todo)):
-                self._memo[prompt] = reply
+            for q, reply in zip(todo, pool.map(lambda q: self._post(q[1], q[0]), todo)):
+                self._memo[q] = reply
 
     def prefer(self, ex, o1, o2):
         if o1 == o2:
             return 0
-        prompt, swap = self._presented(ex, o1, o2)
-        reply = self._memo[prompt] if prompt in self._memo else self._post(prompt)
+        q, swap = self._presented(ex, o1, o2)
+        reply = self._memo[q] if q in self._memo else self._post(q[1], q[0])
         if reply is None:
             return None
         verdict = self.parse(reply)
@@ -260,6 +277,11 @@ class APIAnnotator:
         first_wins = verdict == "a"
         if swap:
             first_wins = not first_wins
+        if self.label_flip:
+            rng = random.Random(self._digest(ex, o1, o2, 5))
+            if rng.random() < 2 * self.label_flip:
+                self._count("flipped")
+                return rng.choice([1, 2])
         return 1 if first_wins else 2
 
 
