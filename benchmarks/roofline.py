@@ -53,7 +53,6 @@ def main() -> None:
     torch.manual_seed(0)
     tok, model = load_tokenizer(a.model), load_causal_lm(a.model).eval()
     model.generation_config.eos_token_id = []  # every row decodes NEW tokens
-    tok_eos = tok.eos_token_id
     prompts = [format_prompt(tok, e.instruction, e.input) for e in load_instructions("sandbox:unlabeled", limit=64)]
     rows = []
     for B in [int(x) for x in a.batch_sizes.split(",")]:
@@ -92,7 +91,6 @@ def main() -> None:
         r["sampling_vs_decode_step"] = r["sampling_tok_s"] / r["decode_step_tok_s"]
         rows.append(r)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
-    del tok_eos
     print(f"\nprecision: {resolve()}, threads: {torch.get_num_threads()}, {NEW} new tokens, prompts of the sandbox unlabeled split\n")
     print("| batch | forward, full sequence (tok/s) | forward, one decode step (tok/s) | rlop sampling (tok/s) | sampling / decode step |")
     print("|---|---|---|---|---|")
