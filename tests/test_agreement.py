@@ -9,6 +9,7 @@ import pytest
 from rlop.cli import main
 from rlop.evaluation.agreement import agreement_stats
 from tests.conftest import SHARED, write_jsonl
+from tests.helpers_http import reply
 
 
 def test_stats_by_hand():
@@ -32,12 +33,7 @@ class AlwaysFirst(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Output (a)"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, "Output (a)")
 
     def log_message(self, *a):
         pass

@@ -10,6 +10,7 @@ import pytest
 from rlop.data.io import InstructionExample
 from rlop.evaluation.annotators import APIAnnotator
 from rlop.evaluation.winrate import win_rate
+from tests.helpers_http import reply
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -30,12 +31,7 @@ class Handler(BaseHTTPRequestHandler):
         else:  # prefer the output containing the word LONG, whichever position it was shown in
             a = prompt.split("# Output (a)")[1].split("# Output (b)")[0]
             answer = "Output (a)" if "LONG" in a else "Output (b)"
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, answer)
 
     def log_message(self, *a):
         pass
@@ -110,12 +106,10 @@ class Scripted(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = {"ok": json.dumps({"choices": [{"message": {"content": "Output (b)"}}], "usage": {"prompt_tokens": 100, "completion_tokens": 3}}).encode(), "nonjson": b"<html>oops</html>",
-                "nochoices": b'{"error": "x"}', "latin1": b'{"choices": "\xff\xfe"}'}[action]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        if action == "ok":
+            reply(self, "Output (b)", {"prompt_tokens": 100, "completion_tokens": 3})
+            return
+        reply(self, {"nonjson": b"<html>oops</html>", "nochoices": b'{"error": "x"}', "latin1": b'{"choices": "\xff\xfe"}'}[action])
 
     def log_message(self, *a):
         pass
@@ -269,11 +263,7 @@ class Slow(BaseHTTPRequestHandler):
         time.sleep(0.05)
         with Slow.lock:
             Slow.in_flight -= 1
-        data = json.dumps({"choices": [{"message": {"content": "Output (b)"}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, "Output (b)")
 
     def log_message(self, *a):
         pass
@@ -314,11 +304,7 @@ class ByModel(BaseHTTPRequestHandler):
         else:
             a = prompt.split("(a)")[1].split("(b)")[0]
             answer = "Output (a)" if "LONG" in a else "Output (b)"
-        data = json.dumps({"choices": [{"message": {"content": answer}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, answer)
 
     def log_message(self, *a):
         pass

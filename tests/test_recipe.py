@@ -10,6 +10,7 @@ import yaml
 
 from rlop.sandbox.world import load_split
 from tests.conftest import SHARED, write_jsonl
+from tests.helpers_http import reply
 
 KEY = "sk-recipe-test-never-written"
 
@@ -36,12 +37,7 @@ class Judge(BaseHTTPRequestHandler):
         prompt = body["messages"][0]["content"]
         a = prompt.split("# Output (a)")[1].split("# Output (b)")[0]
         b = prompt.split("# Output (b)")[1].split("Answer with")[0]
-        data = json.dumps({"choices": [{"message": {"content": "Output (a)" if len(a) >= len(b) else "Output (b)"}}],
-                           "usage": {"prompt_tokens": 50, "completion_tokens": 4}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, "Output (a)" if len(a) >= len(b) else "Output (b)", {"prompt_tokens": 50, "completion_tokens": 4})
 
     def log_message(self, *a):
         pass
