@@ -15,3 +15,12 @@ def reply(handler: BaseHTTPRequestHandler, answer: str | bytes, usage: dict | No
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def fail(handler: BaseHTTPRequestHandler, status: int) -> None:
+    """Answer with an empty HTTP error; a 429 says Retry-After: 0.05."""
+    handler.send_response(status)
+    if status == 429:
+        handler.send_header("Retry-After", "0.05")
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()

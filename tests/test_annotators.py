@@ -10,7 +10,7 @@ import pytest
 from rlop.data.io import InstructionExample
 from rlop.evaluation.annotators import APIAnnotator
 from rlop.evaluation.winrate import win_rate
-from tests.helpers_http import reply
+from tests.helpers_http import fail, reply
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -100,11 +100,7 @@ class Scripted(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if action.isdigit():
-            self.send_response(int(action))
-            if action == "429":
-                self.send_header("Retry-After", "0.05")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            fail(self, int(action))
             return
         if action == "ok":
             reply(self, "Output (b)", {"prompt_tokens": 100, "completion_tokens": 3})

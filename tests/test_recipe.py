@@ -10,7 +10,7 @@ import yaml
 
 from rlop.sandbox.world import load_split
 from tests.conftest import SHARED, write_jsonl
-from tests.helpers_http import reply
+from tests.helpers_http import fail, reply
 
 KEY = "sk-recipe-test-never-written"
 
@@ -28,11 +28,7 @@ class Judge(BaseHTTPRequestHandler):
         Judge.keys.add(self.headers.get("Authorization"))
         action = Judge.script.pop(0) if Judge.script else "ok"
         if action != "ok":
-            self.send_response(int(action))
-            if action == "429":
-                self.send_header("Retry-After", "0.05")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            fail(self, int(action))
             return
         prompt = body["messages"][0]["content"]
         a = prompt.split("# Output (a)")[1].split("# Output (b)")[0]

@@ -36,8 +36,9 @@ from rlop.evaluation.winrate import gold_success_rate, win_rate
 from rlop.models.generation import SamplingConfig
 from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
-from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
+from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
+from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.rewards import RewardModelReward
 from rlop.rlp.variants import VARIANTS
 from rlop.sandbox.collect import CollectConfig, run_collect
@@ -48,7 +49,6 @@ from rlop.training.reward import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, read_jsonl_plain, write_jsonl
 
-from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
 ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
 POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
