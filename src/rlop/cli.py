@@ -177,6 +177,10 @@ def _do_run(cfg, args) -> str:
     from rlop.pipeline.run import run_pipeline
 
     results = run_pipeline(args.preset, args.config, args.out, overrides_from_args(args), force=args.force, overwrite=args.overwrite)
+    if "win_rate" in results:  # --seeds: the comparison over the seeds' runs
+        from rlop.evaluation.compare import markdown
+
+        return markdown(results)
     return table(results)
 
 

@@ -31,6 +31,11 @@ from rlop.errors import UserError
 
 T = TypeVar("T")
 
+# A run-level preset that a stage config does not define uses this preset of the stage instead
+# (``rlop run --preset study`` runs every stage at its ``cpu`` settings unless the stage has a
+# ``study`` entry of its own, as PPO does).
+PRESET_BASE = {"study": "cpu"}
+
 # YAML section -> the config class it configures (module:Class, imported on demand)
 SECTIONS = {
     "sft": "rlop.training.sft:SFTConfig",
@@ -265,6 +270,8 @@ def build_config(
     values: dict[str, Any] = {}
     presets = getattr(cls, "PRESETS", {})
     if preset:
+        if preset not in presets and PRESET_BASE.get(preset) in presets:
+            preset = PRESET_BASE[preset]
         if preset not in presets:
             raise ConfigError(f"unknown preset '{preset}' for {cls.__name__}; choose from {', '.join(presets)}")
         values.update(presets[preset])

@@ -9,15 +9,20 @@ and ``compare_forest.png`` (the differences with their intervals) into ``--out``
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from rlop.evaluation.paired import paired_bootstrap, paired_table
 from rlop.outputs import OutputError, read_marker, staged
+from rlop.utils import atomic_write_text
 
 
-def load_runs(run_dirs: list[str | Path]) -> tuple[dict[str, list[list[float | None]]], list[dict[str, Any]]]:
-    """Per-method score lists (one per run) of the methods every run has, and each run's config."""
+COMPARE_ENTRIES = ("compare.json", "compare.md", "compare_forest.png")
+
+
+def load_runs(run_dirs: list[str | Path]) -> tuple[dict[str, list[list[float | None]]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-method score lists (one per run) of the methods every run has, each run's config, and each run's diagnostics."""
     results, configs = [], []
     for d in map(Path, run_dirs):
         marker = read_marker(d) if d.is_dir() else None
@@ -32,14 +37,52 @@ def load_runs(run_dirs: list[str | Path]) -> tuple[dict[str, list[list[float | N
     sizes = {len(r["methods"][m]["scores"]) for r in results for m in methods}
     if len(sizes) != 1:
         raise OutputError(f"the runs evaluated different numbers of instructions ({sorted(sizes)}); compare runs of one eval set")
-    return {m: [r["methods"][m]["scores"] for r in results] for m in methods}, configs
+    return {m: [r["methods"][m]["scores"] for r in results] for m in methods}, configs, [r.get("diagnostics", {}) for r in results]
+
+
+def _mean_of(runs: list[list[float | None]], seed: int) -> dict:
+    """A mean over runs and items, bootstrapped over runs then items (a paired comparison with zero)."""
+    return paired_bootstrap(runs, [[0.0] * len(r) for r in runs], seed=seed)
+
+
+def reward_model_table(diags: list[dict[str, Any]], seed: int = 0) -> dict[str, dict]:
+    """Reward-model accuracy on gold-labelled sample pairs over several runs.
+
+    For each set of samples (``heldout_ppo_samples`` ...) and reward model: the accuracy
+    bootstrapped over runs, then pairs; and, for each retrained model, its paired difference
+    from the step-2 ``rm`` on the same pairs (RLP's premise: right more often where the policy is)."""
+    out: dict[str, dict] = {}
+    for where in diags[0] if diags and all(diags) else ():
+        if where in ("spg_pairs", "left_out", "uml_terms") or not all(where in d for d in diags):
+            continue
+        names = [n for n in diags[0][where] if all("outcomes" in d[where].get(n, {}) for d in diags)]
+        runs = {n: [d[where][n]["outcomes"] for d in diags] for n in names}
+        row = {n: {**_mean_of(r, seed), "pairs": sum(len(x) for x in r)} for n, r in runs.items()}
+        for n in names:
+            if n != "rm" and "rm" in runs:
+                row[n]["vs_rm"] = paired_bootstrap(runs[n], runs["rm"], seed=seed)
+        out[where] = row
+    return out
+
+
+def spg_pairs_total(diags: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """SPG's kept pairs summed over runs, with the pooled gold accuracy (Wilson interval)."""
+    from rlop.evaluation.diagnostics import wilson_interval
+
+    found = [d["spg_pairs"] for d in diags if d.get("spg_pairs")]
+    if not found:
+        return None
+    right, judged = sum(s["gold_right"] for s in found), sum(s["gold_judged"] for s in found)
+    lo, hi = wilson_interval(right, judged)
+    return {"pairs": sum(s["pairs"] for s in found), "per_run": [s["pairs"] for s in found], "gold_accuracy": right / judged if judged else None,
+            "ci_low": lo, "ci_high": hi}
 
 
 def compare(run_dirs: list[str | Path], seed: int = 0) -> dict[str, Any]:
-    scores, configs = load_runs(run_dirs)
-    win_rates = {m: paired_bootstrap(runs, [[0.0] * len(s) for s in runs], seed=seed) for m, runs in scores.items()}
+    scores, configs, diags = load_runs(run_dirs)
+    win_rates = {m: _mean_of(runs, seed) for m, runs in scores.items()}
     return {"runs": [str(d) for d in run_dirs], "seeds": [c.get("seed") for c in configs], "win_rate": win_rates,
-            "paired": paired_table(scores, seed=seed)}
+            "paired": paired_table(scores, seed=seed), "reward_models": reward_model_table(diags, seed), "spg_pairs": spg_pairs_total(diags)}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -54,6 +97,22 @@ def markdown(res: dict[str, Any]) -> str:
         for vs, st in row.items():
             if st["diff"] is not None:
                 lines.append(f"| {m} | {vs[3:]} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | {st['above_zero']:.2f} | {st['mdd'] * 100:.1f} |")
+    if res.get("reward_models"):
+        lines += ["", "Reward-model accuracy on gold-labelled pairs of policy samples, bootstrapped over runs, then pairs "
+                  "(heldout: val prompts no stage trained on; step4: the samples rm-spg and rm-uml were trained on):", "",
+                  "| samples | reward model | accuracy % | 95% CI | pairs | vs rm (points) | 95% CI |", "|---|---|---|---|---|---|---|"]
+        for where, row in res["reward_models"].items():
+            for name, st in row.items():
+                vs = st.get("vs_rm")
+                d = f"{vs['diff'] * 100:+.1f} | {vs['ci_low'] * 100:+.1f} to {vs['ci_high'] * 100:+.1f}" if vs and vs["diff"] is not None else " | "
+                lines.append(f"| {where.replace('_samples', '')} | {name} | {pct(st['diff'])} | {pct(st['ci_low'])}-{pct(st['ci_high'])} | {st['pairs']} | {d} |")
+    spg = res.get("spg_pairs")
+    if spg:
+        agree = "" if spg["gold_accuracy"] is None else (f"; the gold agrees with {pct(spg['gold_accuracy'])}% of them "
+                                                         f"({pct(spg['ci_low'])}-{pct(spg['ci_high'])}, Wilson)")
+        lines += ["", f"SPG kept {spg['pairs']} synthetic pairs over the runs ({', '.join(map(str, spg['per_run']))}){agree}."]
+    if res.get("shared_stages"):
+        lines += ["", f"Shared by every seed (computed once, with the first seed): {', '.join(res['shared_stages'])}."]
     return "\n".join(lines) + "\n"
 
 
@@ -75,10 +134,16 @@ def forest_plot(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_compare(res: dict[str, Any], folder: Path) -> None:
+    """``compare.json``, ``compare.md`` and ``compare_forest.png`` into ``folder``, each written atomically."""
+    atomic_write_text(folder / "compare.json", json.dumps(res, indent=2, allow_nan=False))
+    atomic_write_text(folder / "compare.md", markdown(res))
+    forest_plot(res, folder / "compare_forest.tmp.png")
+    os.replace(folder / "compare_forest.tmp.png", folder / "compare_forest.png")
+
+
 def run_compare(run_dirs: list[str | Path], out: str | Path, seed: int = 0) -> dict[str, Any]:
     res = compare(run_dirs, seed)
     with staged(out, "compare") as tmp:
-        (tmp / "compare.json").write_text(json.dumps(res, indent=2, allow_nan=False))
-        (tmp / "compare.md").write_text(markdown(res))
-        forest_plot(res, tmp / "compare_forest.png")
+        write_compare(res, tmp)
     return res

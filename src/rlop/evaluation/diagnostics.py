@@ -47,13 +47,19 @@ def gold_pairs_from_preferences(pairs: Sequence) -> list[GoldPair]:
     return out
 
 
-def reward_accuracy(reward, pairs: Sequence[GoldPair]) -> float | None:
-    """Share of pairs where ``reward`` scores the gold-preferred response strictly higher (None without pairs)."""
+def pair_outcomes(reward, pairs: Sequence[GoldPair]) -> list[int]:
+    """Per pair, 1 where ``reward`` scores the gold-preferred response strictly higher, else 0."""
     if not pairs:
-        return None
+        return []
     ex = [p[0] for p in pairs]
     ra, rb = reward(ex, [p[1] for p in pairs]), reward(ex, [p[2] for p in pairs])
-    return sum((x > y) if v == 1 else (y > x) for x, y, (_, _, _, v) in zip(ra, rb, pairs)) / len(pairs)
+    return [int((x > y) if v == 1 else (y > x)) for x, y, (_, _, _, v) in zip(ra, rb, pairs)]
+
+
+def reward_accuracy(reward, pairs: Sequence[GoldPair]) -> float | None:
+    """Share of pairs where ``reward`` scores the gold-preferred response strictly higher (None without pairs)."""
+    outcomes = pair_outcomes(reward, pairs)
+    return sum(outcomes) / len(outcomes) if outcomes else None
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
@@ -66,10 +72,12 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float | None, 
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def accuracy_with_interval(reward, pairs: Sequence[GoldPair]) -> dict[str, float | int | None]:
-    acc = reward_accuracy(reward, pairs)
-    lo, hi = wilson_interval(round(acc * len(pairs)), len(pairs)) if acc is not None else (None, None)
-    return {"accuracy": acc, "ci_low": lo, "ci_high": hi, "pairs": len(pairs)}
+def accuracy_with_interval(reward, pairs: Sequence[GoldPair]) -> dict:
+    """Accuracy with its 95% Wilson interval, and the per-pair ``outcomes`` (for paired comparisons of reward models)."""
+    outcomes = pair_outcomes(reward, pairs)
+    lo, hi = wilson_interval(sum(outcomes), len(outcomes))
+    return {"accuracy": sum(outcomes) / len(outcomes) if outcomes else None, "ci_low": lo, "ci_high": hi, "pairs": len(pairs),
+            "outcomes": outcomes}
 
 
 def synthetic_pair_accuracy(path: str | Path) -> dict:
@@ -85,5 +93,26 @@ def synthetic_pair_accuracy(path: str | Path) -> dict:
     for p, ok in zip((p for p in pairs if "spec" in p.meta), right):
         families.setdefault(str(p.meta.get("family", "?")), []).append(ok)
     lo, hi = wilson_interval(sum(right), len(right))
-    return {"pairs": len(pairs), "gold_accuracy": sum(right) / len(right) if right else None, "ci_low": lo, "ci_high": hi,
+    return {"pairs": len(pairs), "gold_judged": len(right), "gold_right": sum(right), "gold_accuracy": sum(right) / len(right) if right else None,
+            "ci_low": lo, "ci_high": hi,
             "per_family": {f: {"pairs": len(v), "gold_accuracy": sum(v) / len(v)} for f, v in sorted(families.items())}}
+
+
+AUX_TERMS = ("bt_loss", "rep_loss", "mi_jsd", "skl")
+
+
+def aux_loss_terms(metrics_path: str | Path) -> dict | None:
+    """The representation-loss terms of a reward model's training (``metrics.jsonl``), averaged over
+    the first and the last tenth of its steps, so a collapsed bottleneck (skl and mi near 0) is visible."""
+    import json
+
+    path = Path(metrics_path)
+    if not path.exists():
+        return None
+    rows = [r for r in map(json.loads, path.read_text().splitlines()) if "rep_loss" in r]
+    if not rows:
+        return None
+    k = max(1, len(rows) // 10)
+    mean = lambda part, key: sum(r[key] for r in part) / len(part)  # noqa: E731
+    keys = [t for t in AUX_TERMS if t in rows[0]]
+    return {"steps": len(rows), "first": {t: mean(rows[:k], t) for t in keys}, "last": {t: mean(rows[-k:], t) for t in keys}}

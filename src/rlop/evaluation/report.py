@@ -110,7 +110,7 @@ def write_report(run: str | Path) -> Path:
                   "held-out: val prompts that no stage trained on; step-4: the unlabeled prompts whose samples rm-spg and rm-uml were trained on.", "",
                   "| samples | reward model | accuracy % | 95% CI | pairs |", "|---|---|---|---|---|"]
         for where, by_rm in diag.items():
-            if where == "spg_pairs":
+            if where in ("spg_pairs", "uml_terms"):
                 continue
             for name, st in by_rm.items():
                 if isinstance(st, dict) and st.get("accuracy") is not None:
@@ -120,6 +120,10 @@ def write_report(run: str | Path) -> Path:
         acc = "n/a" if spg["gold_accuracy"] is None else f"{spg['gold_accuracy'] * 100:.1f}% ({spg['ci_low'] * 100:.1f}-{spg['ci_high'] * 100:.1f})"
         parts += ["", f"SPG kept {spg['pairs']} synthetic pairs; the gold agrees with {acc}. Per family: "
                   + ", ".join(f"{f} {v['pairs']} ({v['gold_accuracy'] * 100:.0f}%)" for f, v in spg["per_family"].items())]
+    terms = diag.get("uml_terms")
+    if terms:
+        parts += ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
+                  "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
     parts += [""] + [f"![{p}]({p})" for p in plots] + [""]
     path = run / "report.md"
     path.write_text("\n".join(parts))

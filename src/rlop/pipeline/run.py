@@ -29,7 +29,8 @@ from rlop import outputs
 from rlop.config import ConfigError, build_config, read_yaml
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
-from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples, synthetic_pair_accuracy
+from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
+from rlop.evaluation.diagnostics import accuracy_with_interval, aux_loss_terms, gold_pairs_from_samples, synthetic_pair_accuracy
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
 from rlop.evaluation.winrate import gold_success_rate, win_rate
@@ -83,8 +84,13 @@ def _key(*parts: Any) -> str:
 
 
 class Pipeline:
-    def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print):
+    def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print,
+                 shared: tuple[str, ...] = (), shared_dir: Path | None = None, shared_seed: int = 0):
+        """``shared``: with ``--seeds``, stages computed once (with ``shared_seed``, the first seed) in
+        ``shared_dir`` and read by every seed; every other stage is this seed's own, in ``out``."""
         self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
+        self.shared = set(shared)
+        self.shared_dir, self.shared_seed = shared_dir, shared_seed
         chosen = cfg.methods.split(",")
         self.methods = [m for m in ALL_METHODS if m in chosen or "all" in chosen]  # canonical order
         self.keys: dict[str, str] = {}
@@ -94,7 +100,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
-        return self.out / name
+        return self.shared_dir / name if name in self.shared else self.out / name
+
+    def _seed(self, stage: str | None) -> int:
+        """The run seed a stage uses: the first seed for a stage shared by several seeds."""
+        return self.shared_seed if stage in self.shared else self.cfg.seed
 
     def done(self, name: str, key: str) -> bool:
         f = self.stage_dir(name) / "stage.json"
@@ -129,25 +139,29 @@ class Pipeline:
         self.progress.finish(name, t)
         return d
 
-    def force(self, stage: str) -> None:
-        """Forget ``stage`` and every later stage (only what rlop wrote there is removed)."""
+    def force(self, stage: str, shared: bool = True) -> None:
+        """Forget ``stage`` and every later stage (only what rlop wrote there is removed; shared stages only with ``shared``)."""
         if stage not in ORDER:
             raise ConfigError(f"--force: unknown stage {stage!r}; stages: {', '.join(ORDER)}")
         for name in ORDER[ORDER.index(stage):] + [f"outputs-{m}" for m in ALL_METHODS if m != "bon"]:
+            if name in self.shared and not shared:
+                continue
             d = self.stage_dir(name)
             if d.is_dir():
                 with outputs.lock(d):
                     outputs.remove_owned(d)
 
-    def _stage_cfg(self, cls, section: str, **overrides):
+    def _stage_cfg(self, cls, section: str, stage: str | None = None, **overrides):
         """A stage config as its command builds it (preset, YAML, then ``overrides``).
 
         The run's ``--seed S`` reaches every stage: stages whose seed the run sets itself get it
         in ``overrides``; the others (SFT, reward models, PPO) run with their own seed plus S,
-        so ``--seed 0`` keeps each stage's documented seed and another S changes all of them."""
+        so ``--seed 0`` keeps each stage's documented seed and another S changes all of them.
+        A ``stage`` shared by several seeds uses the first seed."""
         cfg = build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
-        if "seed" not in overrides and self.cfg.seed and hasattr(cfg, "seed"):
-            cfg = dataclasses.replace(cfg, seed=cfg.seed + self.cfg.seed)
+        run_seed = self._seed(stage)
+        if "seed" not in overrides and run_seed and hasattr(cfg, "seed"):
+            cfg = dataclasses.replace(cfg, seed=cfg.seed + run_seed)
         return cfg
 
     # ------------------------------------------------------------------ the algorithm
@@ -155,7 +169,7 @@ class Pipeline:
         c = self.cfg
         if self.main:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
-        sft_cfg = self._stage_cfg(SFTConfig, "sft", train_file=c.sft_file, max_examples=c.sandbox_sft)
+        sft_cfg = self._stage_cfg(SFTConfig, "sft", "sft", train_file=c.sft_file, max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
         eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
         if c.eval_annotator == "gold":
@@ -205,11 +219,11 @@ class Pipeline:
             prefs, dep = c.preferences_file, source_digest(c.preferences_file)
         else:
             ccfg = self._stage_cfg(CollectConfig, "collect", policy=str(sft), prompts_file=c.preference_prompts_file, max_prompts=c.preference_prompts,
-                                   max_new_tokens=c.max_new_tokens, seed=c.seed)
+                                   max_new_tokens=c.max_new_tokens, seed=self._seed("collect"))
             col = self.run_stage("collect", _key("collect", ccfg, self.keys["sft"], source_digest(c.preference_prompts_file)),
                                  lambda d: run_collect(ccfg, d), config=ccfg)
             prefs, dep = str(col / "preferences.jsonl"), self.keys["collect"]
-        rm_cfg = self._stage_cfg(RewardConfig, "reward", model=str(sft), train_file=prefs, max_train_pairs=0)
+        rm_cfg = self._stage_cfg(RewardConfig, "reward", "rm", model=str(sft), train_file=prefs, max_train_pairs=0)
         rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["sft"], dep), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
@@ -267,7 +281,7 @@ class Pipeline:
 
         def do(d: Path) -> None:
             sets = sample_responses(str(policy), eval_ex, self.cfg.eval_samples, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32),
-                                    self.cfg.seed + 1, desc=f"eval {method}")
+                                    self._seed(name) + 1, desc=f"eval {method}")
             write_jsonl(d / "outputs.jsonl", [{"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[0],
                                                "outputs": s.responses} for s in sets])
 
@@ -276,7 +290,7 @@ class Pipeline:
 
     def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
         bcfg = self._stage_cfg(BestOfNConfig, "bon", policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples,
-                               temperature=self.cfg.bon_temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed + 1)
+                               temperature=self.cfg.bon_temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self._seed("bon") + 1)
 
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
@@ -300,7 +314,7 @@ class Pipeline:
         if c.heldout_prompts and "ppo" in policies:
             for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
                 scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file=c.heldout_file, max_prompts=c.heldout_prompts,
-                                       n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=c.seed + 2)
+                                       n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=self._seed(stage) + 2)
                 d = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
                                    lambda d: run_sample(scfg, d),
                                    config=scfg)
@@ -312,15 +326,19 @@ class Pipeline:
             out["step4_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
         if (self.stage_dir("spg") / "synthetic.jsonl").exists():
             out["spg_pairs"] = synthetic_pair_accuracy(self.stage_dir("spg") / "synthetic.jsonl")
+        terms = aux_loss_terms(self.stage_dir("rm-uml") / "metrics.jsonl")
+        if terms:
+            out["uml_terms"] = terms
         return out
 
 
 RUN_ENTRIES = ("run_config.json", "results.json", "report.md", "winrate.png", "ppo_curves.png", "gold_vs_proxy.png", "spg_confidence.png")
+SEEDS_ENTRIES = ("run_config.json", "shared", *COMPARE_ENTRIES)
 
 
 def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None,
                  overwrite: bool = False) -> dict:
-    """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages."""
+    """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages (once per seed with ``--seeds``)."""
     cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
     if config_file:
         unused = [k for k in ("agreement", "sandbox") + (("eval",) if cfg.eval_annotator == "gold" else ()) if k in read_yaml(config_file)]
@@ -330,6 +348,8 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
                               "and rlop sandbox export")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
+    if cfg.seeds:
+        return _run_seeds(cfg, config_file, out, force, overwrite)
     main = is_main_process()
     with outputs.claim(out, "run", overwrite, main=main) as out:
         if main:
@@ -339,3 +359,34 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
             p.force(force)
         barrier()
         return p.run()
+
+
+def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: str | None, overwrite: bool) -> dict:
+    """``--seeds``: one run per seed in ``out/seed-S``, the shared stages in ``out/shared``, then the comparison in ``out``."""
+    seeds, main = cfg.seed_list(), is_main_process()
+    with outputs.claim(out, "run-seeds", overwrite, main=main) as out:
+        if main:
+            outputs.own(out, *SEEDS_ENTRIES, *(f"seed-{s}" for s in seeds))
+            atomic_write_text(out / "run_config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+        with outputs.claim(out / "shared", "run-shared", overwrite, main=main) as shared_dir:
+            if main:
+                outputs.own(shared_dir, *cfg.shared_list())
+            for i, seed in enumerate(seeds):
+                seed_cfg = dataclasses.replace(cfg, seed=seed, seeds="", shared_stages="")
+                if main:
+                    print(f"rlop run: seed {seed} ({i + 1} of {len(seeds)}) in {out / f'seed-{seed}'}", flush=True)
+                with outputs.claim(out / f"seed-{seed}", "run", overwrite, main=main) as seed_dir:
+                    if main:
+                        outputs.own(seed_dir, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
+                    p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=seeds[0])
+                    if force and main:
+                        p.force(force, shared=i == 0)
+                    barrier()
+                    p.run()
+        if not main:
+            return {}
+        res = compare([out / f"seed-{s}" for s in seeds], seed=cfg.seed)
+        res["shared_stages"] = cfg.shared_list()
+        write_compare(res, out)
+        print(f"rlop run: {len(seeds)} seeds compared in {out / 'compare.md'}", flush=True)
+        return res

@@ -10,14 +10,22 @@ from rlop.rlp.variants import VARIANTS
 
 ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
 DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
+# stages that several seeds may share (--shared-stages), with the stages they read
+SHAREABLE = {"sft": (), "collect": ("sft",), "rm": ("sft", "collect"), "heldout-sft": ("sft",), "outputs-sft": ("sft",),
+             "bon": ("sft", "rm")}
 
 
 @dataclass
 class RunConfig(StageConfig):
-    preset: Literal["tiny", "cpu", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
+    preset: Literal["tiny", "cpu", "study", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
+                                                            "study (every method over seeds 0,1,2 on 2 cores, sharing SFT, D and the step-2 RM) | "
                                                    "gpu (one GPU: AlpacaFarm's stage shapes on the whole sandbox world; untested on GPU)")
     methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
     seed: int = opt(0, "run seed: collection, policy samples, SPG and evaluation sampling use it; SFT, reward models and PPO add it to their own seed")
+    seeds: str = opt("", "several seeds, e.g. 0,1,2: one run per seed in OUT/seed-S (stages in shared_stages computed once, with the "
+                         "first seed, in OUT/shared), then win-rates and paired differences bootstrapped over seeds in OUT/compare.md")
+    shared_stages: str = opt("", f"with seeds: comma-separated stages computed once and shared by every seed, from {', '.join(SHAREABLE)} "
+                                 "(each with the stages it reads); the seeds then differ only in the other stages")
     sft_file: str = opt("sandbox:sft", "step 0: demonstrations (instruction/output, prompt/completion or messages records)")
     preference_prompts_file: str = opt("sandbox:preference", "step 1: instructions whose two policy samples the collect: annotator labels")
     preferences_file: str = opt("", "step 1 done already: a labelled preference file (AlpacaFarm or TRL records); collection is skipped")
@@ -46,11 +54,37 @@ class RunConfig(StageConfig):
         unknown = sorted(set(methods) - set(ALL_METHODS) - {"all"})
         if unknown or not methods:
             raise ConfigError(f"--methods: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from {', '.join(ALL_METHODS)} or all")
+        try:
+            seeds = self.seed_list()
+        except ValueError:
+            raise ConfigError(f"--seeds {self.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"--seeds {self.seeds!r}: a seed is repeated")
+        shared = self.shared_list()
+        if shared and not seeds:
+            raise ConfigError("--shared-stages needs --seeds (stages are shared between the runs of several seeds)")
+        bad = [s for s in shared if s not in SHAREABLE]
+        if bad:
+            raise ConfigError(f"--shared-stages: {', '.join(map(repr, bad))} cannot be shared; choose from {', '.join(SHAREABLE)}")
+        for s in shared:
+            missing = [d for d in SHAREABLE[s] if d not in shared and not (d == "collect" and self.preferences_file)]
+            if missing:
+                raise ConfigError(f"--shared-stages: {s} reads {', '.join(missing)}, which must then be shared too")
+
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+    def shared_list(self) -> list[str]:
+        return [s.strip() for s in self.shared_stages.split(",") if s.strip()]
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
                      eval_prompts=32, max_new_tokens=12, judge="answer", bon_n=4, methods=",".join(ALL_METHODS)),
         "cpu": dict(preset="cpu"),
+        # every method over 3 seeds on 2 CPU cores: the seeds share SFT, D, the step-2 reward model and what depends only
+        # on them (SFT's and best-of-n's eval outputs, SFT's held-out samples); each seed trains its own PPO, step 4 and step 5
+        "study": dict(preset="study", methods="all", seeds="0,1,2", shared_stages="sft,collect,rm,heldout-sft,outputs-sft,bon",
+                      preference_prompts=400, max_new_tokens=32),
         "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
                     max_new_tokens=128, heldout_prompts=200, bon_n=16),
     }

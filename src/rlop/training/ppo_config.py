@@ -10,6 +10,11 @@ from rlop.models.loading import DEFAULT_MODEL
 from rlop.training import tracking
 
 
+_CPU = dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8, noptepochs=1,
+            learning_rate=2e-5, warmup_steps=2, save_steps=5, max_prompts=512, generation_batch_size=16, kl_coef=0.05, value_head="reward",
+            whiten_rewards=False, lr_horizon="steps")
+
+
 @dataclass
 class PPOConfig(StageConfig):
     policy: str = opt(DEFAULT_MODEL, "SFT model: the initial policy and the frozen reference")
@@ -75,9 +80,10 @@ class PPOConfig(StageConfig):
                      learning_rate=3e-3, warmup_steps=0, save_steps=2, max_prompts=64, kl_coef=0.01, lr_horizon="steps"),
         # 30 steps x 16 rollouts on 2 cores: a 135M reward model's scores vary mostly between prompts, so the
         # value model starts from the reward head (TRL's convention) and rewards are not whitened (TRL's default)
-        "cpu": dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8,
-                    noptepochs=1, learning_rate=2e-5, warmup_steps=2, save_steps=5, max_prompts=512, generation_batch_size=16,
-                    kl_coef=0.05, value_head="reward", whiten_rewards=False, lr_horizon="steps"),
+        "cpu": _CPU,
+        # the multi-seed study (rlop run --preset study): the cpu shapes, 10 steps per PPO run (three per seed), and
+        # AlpacaFarm's learning-rate horizon (the planned run), so the rate stays near its peak over the steps used
+        "study": {**_CPU, "response_len": 32, "steps": 10, "lr_horizon": "planned"},
         # one GPU: AlpacaFarm's shapes (the field defaults) with batches that fill an 80 GB card for models up to 1B (untested on GPU)
         "gpu": dict(generation_batch_size=128, micro_batch_size=16, reward_batch_size=64),
     }
