@@ -70,3 +70,18 @@ def test_every_training_stage_has_the_same_tracking_option():
     assert tracking.accelerator_kwargs("none", "out") == {} and tracking.trl_report_to("none") == []
     assert tracking.accelerator_kwargs("wandb", "out") == {"log_with": "wandb", "project_dir": "out/tracking"}
     assert tracking.trl_report_to("trackio") == ["trackio"]
+
+
+def test_uml_loss_terms_are_summarised_first_and_last_tenth(tmp_path):
+    import json
+
+    from rlop.evaluation.diagnostics import aux_loss_terms
+
+    rows = [{"step": i + 1, "bt_loss": 0.7, "rep_loss": 1.0 - i / 20, "mi_jsd": 0.1 * i, "skl": 2.0 if i < 10 else 0.0} for i in range(20)]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows + [{"step": 20, "eval_accuracy": 0.6}]) + "\n")
+    t = aux_loss_terms(path)
+    assert t["steps"] == 20 and set(t["first"]) == {"bt_loss", "rep_loss", "mi_jsd", "skl"}
+    assert t["first"]["mi_jsd"] == pytest.approx(0.05) and t["last"]["mi_jsd"] == pytest.approx(1.85)
+    assert t["first"]["skl"] == 2.0 and t["last"]["skl"] == 0.0  # a collapsing bottleneck shows
+    assert aux_loss_terms(tmp_path / "none.jsonl") is None

@@ -55,7 +55,7 @@ def test_no_paired_instruction_gives_nulls_not_nan():
     assert r["diff"] is None and r["n"] == 0
 
 
-def fake_run(path, seed, scores):
+def fake_run(path, seed, scores, diagnostics=None):
     """A finished run folder as rlop run leaves it (marker, run_config.json, results.json with scores)."""
     import json
 
@@ -63,7 +63,7 @@ def fake_run(path, seed, scores):
 
     with outputs.claim(path, "run"):
         (path / "run_config.json").write_text(json.dumps({"seed": seed}))
-        (path / "results.json").write_text(json.dumps({"methods": {m: {"scores": s} for m, s in scores.items()}}))
+        (path / "results.json").write_text(json.dumps({"methods": {m: {"scores": s} for m, s in scores.items()}, "diagnostics": diagnostics or {}}))
     return path
 
 
@@ -94,3 +94,32 @@ def test_rlop_compare_refuses_runs_of_different_eval_sets(tmp_path, capsys):
     assert "different numbers of instructions" in capsys.readouterr().err
     assert main(["compare", str(a), str(tmp_path / "plain"), "--out", str(tmp_path / "cmp")]) == 2
     assert "not a finished rlop run" in capsys.readouterr().err and not (tmp_path / "cmp").exists()
+
+
+def _acc(outcomes):
+    return {"accuracy": sum(outcomes) / len(outcomes), "pairs": len(outcomes), "outcomes": outcomes}
+
+
+def test_compare_bootstraps_reward_model_accuracy_over_seeds_and_pairs_it_with_rm(tmp_path):
+    from rlop.evaluation.compare import compare
+
+    spg = lambda pairs, right: {"pairs": pairs, "gold_judged": pairs, "gold_right": right, "gold_accuracy": right / pairs,  # noqa: E731
+                                "ci_low": 0, "ci_high": 1, "per_family": {}}
+    d0 = {"heldout_ppo_samples": {"rm": _acc([1, 0, 0, 1]), "rm-spg": _acc([1, 1, 0, 1])}, "spg_pairs": spg(4, 3)}
+    d1 = {"heldout_ppo_samples": {"rm": _acc([0, 0, 1, 1, 0, 0]), "rm-spg": _acc([0, 0, 1, 1, 0, 0])}, "spg_pairs": spg(6, 3)}
+    runs = [fake_run(tmp_path / f"s{i}", i, {"ppo": [1.0]}, d) for i, d in enumerate((d0, d1))]
+    res = compare(runs)
+    row = res["reward_models"]["heldout_ppo_samples"]
+    assert row["rm"]["diff"] == pytest.approx((2 / 4 + 2 / 6) / 2) and row["rm"]["pairs"] == 10
+    # rm-spg is right on one more of seed 0's 4 pairs and on the same pairs of seed 1: (+1/4 + 0) / 2
+    assert row["rm-spg"]["vs_rm"]["diff"] == pytest.approx(1 / 8) and "vs_rm" not in row["rm"]
+    assert res["spg_pairs"]["pairs"] == 10 and res["spg_pairs"]["per_run"] == [4, 6] and res["spg_pairs"]["gold_accuracy"] == pytest.approx(0.6)
+
+
+def test_compare_leaves_out_reward_models_when_a_run_has_no_outcomes(tmp_path):
+    from rlop.evaluation.compare import compare
+
+    runs = [fake_run(tmp_path / "s0", 0, {"ppo": [1.0]}, {"heldout_ppo_samples": {"rm": _acc([1, 0])}}),
+            fake_run(tmp_path / "s1", 1, {"ppo": [0.0]}, {"left_out": "no sandbox tasks"})]
+    res = compare(runs)
+    assert res["reward_models"] == {} and res["spg_pairs"] is None

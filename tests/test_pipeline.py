@@ -113,6 +113,39 @@ def test_the_run_seed_reaches_every_trained_stage(tmp_path):
     assert seeds[1] == seeds[0] + 1  # the stage's own seed plus the run seed
 
 
+@pytest.mark.slow
+def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
+    import json
+
+    from rlop.cli import main
+
+    out, shared = tmp_path / "study", ["sft", "collect", "rm", "heldout-sft", "outputs-sft", "bon"]
+    argv = ["run", "--preset", "tiny", "--methods", "sft,bon,ppo,rlp-spg", "--eval-prompts", "8", "--seeds", "0,1",
+            "--shared-stages", ",".join(shared), "--out", str(out)]
+    assert main(argv) == 0
+    for stage in shared:  # computed once, in shared/, with the first seed
+        assert (out / "shared" / stage / "stage.json").exists(), stage
+        assert not (out / "seed-0" / stage).exists() and not (out / "seed-1" / stage).exists(), stage
+    assert json.loads((out / "shared" / "sft" / "stage.json").read_text())["config"]["seed"] == 42
+    for stage in ("ppo/policy", "rm-spg", "ppo-spg/policy"):  # every seed trains its own
+        a, b = ((out / f"seed-{s}" / stage / "model.safetensors").read_bytes() for s in (0, 1))
+        assert a != b, stage
+    res = json.loads((out / "compare.json").read_text())
+    assert res["seeds"] == [0, 1] and res["shared_stages"] == shared
+    assert {"bon", "ppo", "rlp-spg"} <= set(res["paired"]) and "vs_ppo" in res["paired"]["rlp-spg"]
+    assert {"rm", "rm-spg"} <= set(res["reward_models"]["heldout_ppo_samples"])
+    assert (out / "compare_forest.png").stat().st_size > 0 and (out / "seed-1" / "report.md").exists()
+
+    stamp = lambda: {p: p.stat().st_mtime_ns for p in (out / "shared" / "sft" / "stage.json", out / "seed-1" / "ppo" / "stage.json")}  # noqa: E731
+    before = stamp()
+    assert main(argv) == 0  # a rerun finds every stage done
+    assert stamp() == before
+    assert main(argv + ["--force", "ppo"]) == 0  # redoes each seed's PPO, never a shared stage
+    after = stamp()
+    assert after[out / "shared" / "sft" / "stage.json"] == before[out / "shared" / "sft" / "stage.json"]
+    assert after[out / "seed-1" / "ppo" / "stage.json"] != before[out / "seed-1" / "ppo" / "stage.json"]
+
+
 def test_heldout_diagnostic_prompts_are_disjoint_from_step4_prompts():
     from rlop.data.io import load_instructions
 

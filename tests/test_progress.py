@@ -26,3 +26,14 @@ def test_start_line_names_stage_and_estimate():
 
 def test_format():
     assert fmt_seconds(59) == "0m59s" and fmt_seconds(3725) == "1h02m"
+
+
+def test_eta_of_several_seeds_covers_the_seeds_to_come_and_learns_from_earlier_ones():
+    timings = {}
+    first = RunProgress({"sft": 10.0, "ppo": 40.0}, log=lambda *a, **k: None, timings=timings, later=40.0)  # one more seed: its ppo
+    assert first.remaining() == 90.0
+    first.finish("sft", time.time() - 20.0)  # twice as slow as estimated
+    assert abs(first.remaining() - 160.0) < 1.0
+    second = RunProgress({"sft": 10.0, "ppo": 40.0}, log=lambda *a, **k: None, timings=timings)
+    second.cached("sft")  # shared: done by the first seed
+    assert abs(second.remaining() - 80.0) < 1.0  # the speed measured in the first seed carries over

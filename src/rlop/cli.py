@@ -174,7 +174,7 @@ def _do_agreement(cfg, args) -> str:
 
 def _do_run(cfg, args) -> str:
     from rlop.evaluation.report import table
-    from rlop.pipeline.run import run_pipeline
+    from rlop.pipeline.launch import run_pipeline
 
     results = run_pipeline(args.preset, args.config, args.out, overrides_from_args(args), force=args.force, overwrite=args.overwrite)
     if "win_rate" in results:  # --seeds: the comparison over the seeds' runs

@@ -146,17 +146,15 @@ def claim(out: str | Path, kind: str, overwrite: bool = False, main: bool = True
         return
     out = check(out, kind, overwrite)
     created = not out.exists()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        with lock(out, main):
-            if main:
-                marker = read_marker(out)
-                if marker is None or marker.get("kind") != kind:
-                    _write_marker(out, kind, list((marker or {}).get("files", [])), complete=False)
+        with lock(out):
+            marker = read_marker(out)
+            if marker is None or marker.get("kind") != kind:
+                _write_marker(out, kind, list((marker or {}).get("files", [])), complete=False)
             yield out
     except BaseException:
-        if main and created:
+        if created:
             _remove_if_only_control(out)
         raise
 
@@ -217,19 +215,16 @@ def staged(out: str | Path, kind: str, overwrite: bool = False, main: bool = Tru
         with tempfile.TemporaryDirectory(prefix="rlop-rank-") as scratch:
             yield Path(scratch)
         return
-    with claim(out, kind, overwrite, main) as out:
+    with claim(out, kind, overwrite) as out:
         stage = out / STAGING
-        if main:
-            _delete(stage)
-            stage.mkdir()
+        _delete(stage)
+        stage.mkdir()
         try:
             yield stage
         except BaseException:
-            if main:
-                _delete(stage)
+            _delete(stage)
             raise
-        if main:
-            publish(out, stage, kind)
+        publish(out, stage, kind)
 
 
 def publish(out: Path, stage: Path, kind: str) -> None:

@@ -36,21 +36,26 @@ def fmt_seconds(s: float) -> str:
 
 @dataclass
 class RunProgress:
-    """Prints one line when a stage starts and one when it ends, with the run's ETA."""
+    """Prints one line when a stage starts and one when it ends, with the run's ETA.
+
+    With ``--seeds`` each seed's run gets the seconds still to come after it (``later``,
+    estimated, unscaled) and the timings of the seeds before (``timings``, shared), so its
+    ETA covers the whole command and learns from every stage run so far."""
 
     estimates: dict[str, float]  # stage -> estimated seconds, in run order
     log: Callable[..., None] = print
     t0: float = field(default_factory=time.time)
-    _done: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (estimate, actual) when it ran
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (estimate, actual) when it ran
+    later: float = 0.0  # estimated seconds of the runs still to come after this one (other seeds)
     _finished: set[str] = field(default_factory=set)
 
     def _scale(self) -> float:
-        est = sum(e for e, _ in self._done.values())
-        act = sum(a for _, a in self._done.values())
+        est = sum(e for e, _ in self.timings.values())
+        act = sum(a for _, a in self.timings.values())
         return act / est if est > 0 and act > 0 else 1.0
 
     def remaining(self) -> float:
-        return self._scale() * sum(e for s, e in self.estimates.items() if s not in self._finished)
+        return self._scale() * (sum(e for s, e in self.estimates.items() if s not in self._finished) + self.later)
 
     def _prefix(self, name: str) -> str:
         k = list(self.estimates).index(name) + 1 if name in self.estimates else len(self._finished) + 1
@@ -68,6 +73,6 @@ class RunProgress:
     def finish(self, name: str, started: float) -> None:
         took = time.time() - started
         if self.estimates.get(name, 0.0) > 0:
-            self._done[name] = (self.estimates[name], took)
+            self.timings[name] = (self.estimates[name], took)
         self._finished.add(name)
         self.log(f"{self._prefix(name)}: done in {fmt_seconds(took)} · run ETA {fmt_seconds(self.remaining())}", flush=True)

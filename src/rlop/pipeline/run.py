@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlop import outputs
-from rlop.config import ConfigError, build_config, read_yaml
+from rlop.config import ConfigError, build_config
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
-from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
 from rlop.evaluation.diagnostics import accuracy_with_interval, aux_loss_terms, gold_pairs_from_samples, synthetic_pair_accuracy
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
@@ -85,9 +84,12 @@ def _key(*parts: Any) -> str:
 
 class Pipeline:
     def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print,
-                 shared: tuple[str, ...] = (), shared_dir: Path | None = None, shared_seed: int = 0):
+                 shared: tuple[str, ...] = (), shared_dir: Path | None = None, shared_seed: int = 0, later_seeds: int = 0,
+                 timings: dict | None = None):
         """``shared``: with ``--seeds``, stages computed once (with ``shared_seed``, the first seed) in
-        ``shared_dir`` and read by every seed; every other stage is this seed's own, in ``out``."""
+        ``shared_dir`` and read by every seed; every other stage is this seed's own, in ``out``.
+        ``later_seeds`` (seeds still to run after this one) and ``timings`` (stage timings of the
+        seeds before) make the printed ETA that of the whole command."""
         self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
         self.shared = set(shared)
         self.shared_dir, self.shared_seed = shared_dir, shared_seed
@@ -96,7 +98,8 @@ class Pipeline:
         self.keys: dict[str, str] = {}
         self.main = is_main_process()  # under accelerate launch, the process that writes
         self.gold = None  # the sandbox's gold scorer, when the unlabeled prompts are sandbox tasks
-        self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None))
+        self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None), timings={} if timings is None else timings)
+        self.later_seeds = later_seeds
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
@@ -171,6 +174,7 @@ class Pipeline:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self._stage_cfg(SFTConfig, "sft", "sft", train_file=c.sft_file, max_examples=c.sandbox_sft)
         self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
+        self.progress.later = self.later_seeds * sum(e for s, e in self.progress.estimates.items() if s not in self.shared)
         eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
         if c.eval_annotator == "gold":
             require_tasks(eval_ex, c.eval_file, "the gold eval annotator")
@@ -330,63 +334,3 @@ class Pipeline:
         if terms:
             out["uml_terms"] = terms
         return out
-
-
-RUN_ENTRIES = ("run_config.json", "results.json", "report.md", "winrate.png", "ppo_curves.png", "gold_vs_proxy.png", "spg_confidence.png")
-SEEDS_ENTRIES = ("run_config.json", "shared", *COMPARE_ENTRIES)
-
-
-def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None,
-                 overwrite: bool = False) -> dict:
-    """``rlop run``: claim and lock ``out`` (see :mod:`rlop.outputs`), then run the stages (once per seed with ``--seeds``)."""
-    cfg = build_config(RunConfig, preset or "cpu", config_file, overrides, section="run")
-    if config_file:
-        unused = [k for k in ("agreement", "sandbox") + (("eval",) if cfg.eval_annotator == "gold" else ()) if k in read_yaml(config_file)]
-        if unused:
-            raise ConfigError(f"{config_file}: rlop run does not use section(s) {', '.join(unused)}: eval: configures the reward or api eval "
-                              "annotator (--eval-annotator; the default, gold, has no options); agreement: and sandbox: configure rlop agreement "
-                              "and rlop sandbox export")
-    if force and force not in ORDER:
-        raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
-    if cfg.seeds:
-        return _run_seeds(cfg, config_file, out, force, overwrite)
-    main = is_main_process()
-    with outputs.claim(out, "run", overwrite, main=main) as out:
-        if main:
-            outputs.own(out, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
-        p = Pipeline(cfg, out, config_file)
-        if force and main:
-            p.force(force)
-        barrier()
-        return p.run()
-
-
-def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: str | None, overwrite: bool) -> dict:
-    """``--seeds``: one run per seed in ``out/seed-S``, the shared stages in ``out/shared``, then the comparison in ``out``."""
-    seeds, main = cfg.seed_list(), is_main_process()
-    with outputs.claim(out, "run-seeds", overwrite, main=main) as out:
-        if main:
-            outputs.own(out, *SEEDS_ENTRIES, *(f"seed-{s}" for s in seeds))
-            atomic_write_text(out / "run_config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
-        with outputs.claim(out / "shared", "run-shared", overwrite, main=main) as shared_dir:
-            if main:
-                outputs.own(shared_dir, *cfg.shared_list())
-            for i, seed in enumerate(seeds):
-                seed_cfg = dataclasses.replace(cfg, seed=seed, seeds="", shared_stages="")
-                if main:
-                    print(f"rlop run: seed {seed} ({i + 1} of {len(seeds)}) in {out / f'seed-{seed}'}", flush=True)
-                with outputs.claim(out / f"seed-{seed}", "run", overwrite, main=main) as seed_dir:
-                    if main:
-                        outputs.own(seed_dir, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
-                    p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=seeds[0])
-                    if force and main:
-                        p.force(force, shared=i == 0)
-                    barrier()
-                    p.run()
-        if not main:
-            return {}
-        res = compare([out / f"seed-{s}" for s in seeds], seed=cfg.seed)
-        res["shared_stages"] = cfg.shared_list()
-        write_compare(res, out)
-        print(f"rlop run: {len(seeds)} seeds compared in {out / 'compare.md'}", flush=True)
-        return res
