@@ -1,14 +1,15 @@
 """Paper Table 5, "Preference Acc." column, on the sandbox.
 
-Uses a finished ``rlop run`` directory: the PPO policy's samples (``samples/samples.jsonl``,
-n per unlabeled instruction), the step-2 reward model (``rm``) and the PPO policy
-(``ppo/policy``, the RLAIF judge). For RLAIF, Reward, Select-All and RLP-SPG it builds the
-synthetic pairs and prints their accuracy against the gold annotator, with counts and
-acceptance rates, next to the paper's figures (52, 56, 55, 59). It also prints how often the
-``embedding`` judge agrees with the ``answer`` judge on pairs of responses to definite-answer
-tasks.
+Uses one or more finished ``rlop run`` directories (e.g. the ``seed-S`` folders of
+``rlop run --seeds``), pooling their pairs: each run's PPO samples (``samples/samples.jsonl``,
+n per unlabeled instruction), its step-2 reward model (``rm``, or ``../shared/rm`` when the
+seeds shared it) and its PPO policy (``ppo/policy``, the RLAIF judge). For RLAIF, Reward,
+Select-All and RLP-SPG it builds the synthetic pairs and prints their accuracy against the gold
+annotator, with counts, a 95% Wilson interval and acceptance rates, next to the paper's figures
+(52, 56, 55, 59). It also prints how often the ``embedding`` judge agrees with the ``answer``
+judge on pairs of responses to definite-answer tasks.
 
-    python benchmarks/spg_accuracy.py RUN_DIR [--judge embedding]
+    python benchmarks/spg_accuracy.py RUN_DIR [RUN_DIR ...] [--judge embedding]
 """
 
 from __future__ import annotations
@@ -20,42 +21,52 @@ from pathlib import Path
 from rlop.rewards import RewardModelReward
 from rlop.rlp.judges import AnswerJudge, make_judge
 from rlop.data.samples import load_samples
+from rlop.evaluation.diagnostics import wilson_interval
 from rlop.rlp.spg import PolicyAnnotator, SPGConfig, generate
 from rlop.sandbox.gold import GoldAnnotator
 
 PAPER = {"rlaif": 52, "reward": 56, "select-all": 55, "spg": 59}
 
 
+def reward_model_of(run: Path) -> Path:
+    return run / "rm" if (run / "rm").is_dir() else run.parent / "shared" / "rm"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run_dir")
+    ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--judge", default="embedding")
     ap.add_argument("--gamma", type=float, default=0.5)
     a = ap.parse_args()
-    run = Path(a.run_dir)
-    sets = load_samples(run / "samples" / "samples.jsonl")
-    reward = RewardModelReward(run / "rm")
-    judge = make_judge(a.judge)
-    gold = GoldAnnotator()
-    print(f"{len(sets)} instructions x {len(sets[0].responses)} PPO samples from {run}; judge={a.judge}, gamma={a.gamma}")
-    print("| variant | gold accuracy of synthetic pairs | correct/pairs | acceptance | paper Pref. Acc. |\n|---|---|---|---|---|")
-    for variant in ("rlaif", "reward", "select-all", "spg"):
-        cfg = SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge)
-        pj = PolicyAnnotator(str(run / "ppo" / "policy")) if variant == "rlaif" else None
-        rows, st = generate(sets, cfg, reward, judge, pj)
-        correct = total = 0
-        for r in rows:
-            chosen, rejected = (r["output_1"], r["output_2"]) if r["preference"] == 1 else (r["output_2"], r["output_1"])
-            v = gold.prefer(r["spec"], chosen, rejected)
-            if v == 0:
-                continue
-            total += 1
-            correct += v == 1
-        acc = correct / total if total else float("nan")
-        print(f"| {variant} | {acc:.1%} | {correct}/{total} | {st['acceptance_rate']:.1%} ({st['pairs']}/{st['instructions']}) | {PAPER[variant]} |")
+    runs = [Path(d) for d in a.run_dirs]
+    judge, gold = make_judge(a.judge), GoldAnnotator()
+    counts = {v: [0, 0, 0, 0] for v in PAPER}  # correct, judged, accepted instructions, instructions
+    sets_all = []
+    for run in runs:
+        sets = load_samples(run / "samples" / "samples.jsonl")
+        sets_all += sets
+        reward = RewardModelReward(reward_model_of(run))
+        for variant in PAPER:
+            pj = PolicyAnnotator(str(run / "ppo" / "policy")) if variant == "rlaif" else None
+            rows, st = generate(sets, SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge), reward, judge, pj)
+            for r in rows:
+                chosen, rejected = (r["output_1"], r["output_2"]) if r["preference"] == 1 else (r["output_2"], r["output_1"])
+                v = gold.prefer(r["spec"], chosen, rejected)
+                if v != 0:
+                    counts[variant][0] += v == 1
+                    counts[variant][1] += 1
+            counts[variant][2] += st["pairs"]
+            counts[variant][3] += st["instructions"]
+    print(f"{len(sets_all)} instructions x {len(sets_all[0].responses)} PPO samples from {len(runs)} run(s); judge={a.judge}, gamma={a.gamma}")
+    print("| variant | gold accuracy of synthetic pairs | 95% CI | correct/pairs | acceptance | paper Pref. Acc. |\n|---|---|---|---|---|---|")
+    for variant, (correct, total, kept, instructions) in counts.items():
+        lo, hi = wilson_interval(correct, total)
+        ci = f"{lo:.1%}-{hi:.1%}" if total else "n/a"
+        acc = f"{correct / total:.1%}" if total else "n/a"
+        print(f"| {variant} | {acc} | {ci} | {correct}/{total} | {kept / instructions:.1%} ({kept}/{instructions}) | {PAPER[variant]} |")
     agree = n = 0
     aj = AnswerJudge()
-    for s in sets:
+    for s in sets_all:
         if s.example.meta.get("kind") != "answer":
             continue
         pairs = list(itertools.combinations(list(dict.fromkeys(s.responses)), 2))

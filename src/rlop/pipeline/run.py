@@ -205,6 +205,8 @@ class Pipeline:
             if hasattr(judge, "stats"):
                 r["annotator_stats"] = dict(judge.stats)
             results[m] = r
+        if rm is not None and self.main:
+            self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
         paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
         if not self.main:

@@ -157,15 +157,12 @@ class PolicyAnnotator:
               "Output (a): {a}\n\nOutput (b): {b}\n\nAnswer with 'Output (a)' or 'Output (b)'.")
 
     def __init__(self, policy: str):
-
-
         self.tok = load_tokenizer(policy)
         self.model = load_causal_lm(policy).eval()
         self.torch = torch
 
     def _margin(self, ex, a: str, b: str) -> float:
         prompt = format_prompt(self.tok, self.PROMPT.format(instruction=ex.instruction + (f"\n{ex.input}" if ex.input else ""), a=a, b=b), "") + "Output ("
-
         ids = self.tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         ctx = context_length(self.model)
         if ctx is not None and ids.shape[1] > ctx:  # keep the end: the pair and the answer prefix
