@@ -50,7 +50,8 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run" / "bon" / "stage.json").read_text())["config"]["temperature"] == 1.0  # AlpacaFarm's best-of-n
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples", "spg_pairs"}
+    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples", "spg_pairs", "uml_terms"}
+    assert {"skl", "mi_jsd"} <= set(res["diagnostics"]["uml_terms"]["last"])
     assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml"}
     assert res["paired"]["rlp-spg"]["vs_ppo"]["n"] == 32 and len(res["methods"]["ppo"]["scores"]) == 32
     for section, (key, value, stages) in SECTION_VALUES.items():
@@ -61,6 +62,7 @@ def test_rlop_run_tiny_all_methods(tmp_path):
         assert f"| {m} |" in report
     assert (tmp_path / "run" / "winrate.png").exists()
     assert "2 sampled outputs" in report  # tiny preset: eval_samples = 2
+    assert "RLP-UML's loss terms" in report
     for ppo in ("ppo", "ppo-spg", "ppo-uml"):  # finished PPO stages keep the policy, not the resume checkpoints
         assert (tmp_path / "run" / ppo / "policy" / "config.json").exists() and not (tmp_path / "run" / ppo / "checkpoints").exists()
 
