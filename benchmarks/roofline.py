@@ -1,17 +1,22 @@
-"""How close rlop's sampling and PPO phases come to the forward-pass throughput of this machine.
+"""How close rlop's sampling comes to the forward-pass throughput of this machine, and what stops it.
 
-For SmolLM2-135M-Instruct in the precision rlop uses here (``auto``), on sandbox prompts:
+For SmolLM2-135M-Instruct in the precision rlop uses here (``auto``), on sandbox prompts, per batch size B:
 
-* ``forward (full)``: one forward pass over B prompts plus 48 tokens each (the best tokens/s,
-  what scoring and training passes run on);
-* ``forward (decode step)``: the KV-cached one-token step that sampling repeats: B tokens per step;
+* ``forward (full)``: one forward pass over B prompts plus 48 tokens each, in tokens/s (compute-bound:
+  what scoring and training passes run at);
+* ``decode step``: one KV-cached one-token step after the prompts, B tokens per step;
+* ``model loop``: the least any KV-cached sampler has to run: the prompt pass (LM head on the last
+  position only) and then 48 cached one-token steps with a greedy pick, nothing else, in generated
+  tokens/s;
 * ``rlop sampling``: ``HFBackend.generate`` with 48 new tokens per row (EOS ignored, so every row
-  decodes 48 tokens), generated tokens/s;
-* PPO phases of one cpu-preset step (16 rollouts, 48 tokens): generation, scoring (policy,
-  reference and value passes), optimisation (forward + backward), in response tokens/s.
+  decodes 48 tokens), generated tokens/s.
 
-Every figure is the best of ``--repeats`` runs after a warm-up. Ratios are against the forward
-pass of the same batch size.
+``sampling / forward`` is the issue's ratio; ``model loop / forward`` is the ceiling the KV-cached
+decode of this model leaves any sampler on this machine, and ``sampling / model loop`` is the share
+that rlop's own per-step work (per-row seeded draws, masks, bookkeeping) leaves of it. The PPO phases
+are timed by ``benchmarks/ppo_speed.py``, not here.
+
+Every figure is the best of ``--repeats`` runs after a warm-up.
 
     python benchmarks/roofline.py [--batch-sizes 1,8,16,32] [--repeats 3]
 """
@@ -74,10 +79,20 @@ def main() -> None:
 
         @torch.no_grad()
         def decode_step():
-            import copy
-
             with autocast("cpu"):
-                model(input_ids=step_ids, attention_mask=step_mask, position_ids=pos, use_cache=True, past_key_values=copy.copy(past))
+                model(input_ids=step_ids, attention_mask=step_mask, position_ids=pos, use_cache=True, past_key_values=past)
+            past.crop(ids.shape[1])  # back to the prompts alone, for the next repeat
+
+        @torch.no_grad()
+        def model_loop():
+            with autocast("cpu"):
+                o = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, logits_to_keep=1)
+                cache, m, p = o.past_key_values, mask, position_ids_from_mask(mask)[:, -1:]
+                for _ in range(NEW):
+                    nxt = o.logits[:, -1].argmax(-1, keepdim=True)
+                    m, p = torch.cat([m, torch.ones_like(nxt)], 1), p + 1
+                    o = model(input_ids=nxt, attention_mask=m, position_ids=p, use_cache=True, past_key_values=cache)
+                    cache = o.past_key_values
 
         backend = HFBackend(model, tok, all_done=lambda done: False)
         cfg = SamplingConfig(NEW, 1.0, 1.0, 0, True, B)
@@ -85,18 +100,22 @@ def main() -> None:
         def sample():
             backend.generate(prompts[:B], cfg, list(range(B)))
 
-        t_full, t_step, t_sample = best(full, a.repeats), best(decode_step, a.repeats), best(sample, a.repeats)
+        t_full, t_step = best(full, a.repeats), best(decode_step, a.repeats)
+        t_loop, t_sample = best(model_loop, a.repeats), best(sample, a.repeats)
         r = {"batch": B, "forward_full_tok_s": B * full_ids.shape[1] / t_full, "decode_step_tok_s": B / t_step,
-             "sampling_tok_s": B * NEW / t_sample}
-        r["sampling_vs_decode_step"] = r["sampling_tok_s"] / r["decode_step_tok_s"]
+             "model_loop_tok_s": B * NEW / t_loop, "sampling_tok_s": B * NEW / t_sample}
+        r["sampling_vs_forward"] = r["sampling_tok_s"] / r["forward_full_tok_s"]
+        r["model_loop_vs_forward"] = r["model_loop_tok_s"] / r["forward_full_tok_s"]
+        r["sampling_vs_model_loop"] = r["sampling_tok_s"] / r["model_loop_tok_s"]
         rows.append(r)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
     print(f"\nprecision: {resolve()}, threads: {torch.get_num_threads()}, {NEW} new tokens, prompts of the sandbox unlabeled split\n")
-    print("| batch | forward, full sequence (tok/s) | forward, one decode step (tok/s) | rlop sampling (tok/s) | sampling / decode step |")
-    print("|---|---|---|---|---|")
+    print("| batch | forward, full (tok/s) | decode step (tok/s) | model loop (tok/s) | rlop sampling (tok/s) "
+          "| sampling / forward | model loop / forward | sampling / model loop |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['batch']} | {r['forward_full_tok_s']:.0f} | {r['decode_step_tok_s']:.0f} | {r['sampling_tok_s']:.0f} | {r['sampling_vs_decode_step']:.2f} |")
-
+        print(f"| {r['batch']} | {r['forward_full_tok_s']:.0f} | {r['decode_step_tok_s']:.0f} | {r['model_loop_tok_s']:.0f} "
+              f"| {r['sampling_tok_s']:.0f} | {r['sampling_vs_forward']:.2f} | {r['model_loop_vs_forward']:.2f} | {r['sampling_vs_model_loop']:.2f} |")
 
 if __name__ == "__main__":
     main()

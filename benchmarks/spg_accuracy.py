@@ -9,7 +9,11 @@ annotator, with counts, a 95% Wilson interval and acceptance rates, next to the 
 (52, 56, 55, 59). It also prints how often the ``embedding`` judge agrees with the ``answer``
 judge on pairs of responses to definite-answer tasks.
 
-    python benchmarks/spg_accuracy.py RUN_DIR [RUN_DIR ...] [--judge embedding]
+    python benchmarks/spg_accuracy.py RUN_DIR[=SAMPLES] [RUN_DIR ...] [--judge embedding]
+
+``RUN_DIR=SAMPLES`` reads that run's reward model and policy but other samples of its PPO
+policy (the ``samples.jsonl`` of an ``rlop sample`` folder, e.g. on more unlabeled
+instructions than the run used), so the pairs can be many more than one run's step 4 makes.
 """
 
 from __future__ import annotations
@@ -37,24 +41,36 @@ def main() -> None:
     ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--judge", default="embedding")
     ap.add_argument("--gamma", type=float, default=0.5)
+    ap.add_argument("--variants", default=",".join(PAPER), help="comma-separated subset of " + ", ".join(PAPER))
     a = ap.parse_args()
-    runs = [Path(d) for d in a.run_dirs]
+    runs = [Path(d.split("=", 1)[0]) for d in a.run_dirs]
+    sample_files = [Path(d.split("=", 1)[1]) if "=" in d else Path(d) / "samples" / "samples.jsonl" for d in a.run_dirs]
     judge, gold = make_judge(a.judge), GoldAnnotator()
-    counts = {v: [0, 0, 0, 0] for v in PAPER}  # correct, judged, accepted instructions, instructions
+    variants = [v for v in a.variants.split(",") if v]
+    if not variants or set(variants) - set(PAPER):
+        ap.error(f"--variants takes a comma-separated subset of {', '.join(PAPER)}")
+    counts = {v: [0, 0, 0, 0] for v in variants}  # correct, judged, accepted instructions, instructions
+    families: dict[str, list[int]] = {}  # SPG per task family: instructions, kept pairs, correct, judged
     sets_all = []
-    for run in runs:
-        sets = load_samples(run / "samples" / "samples.jsonl")
+    for run, sample_file in zip(runs, sample_files):
+        sets = load_samples(sample_file)
         sets_all += sets
         reward = RewardModelReward(reward_model_of(run))
-        for variant in PAPER:
+        for s in sets:
+            families.setdefault(s.example.meta.get("family", "?"), [0, 0, 0, 0])[0] += 1
+        for variant in variants:
             pj = PolicyAnnotator(str(run / "ppo" / "policy")) if variant == "rlaif" else None
             rows, st = generate(sets, SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge), reward, judge, pj)
             for r in rows:
                 chosen, rejected = (r["output_1"], r["output_2"]) if r["preference"] == 1 else (r["output_2"], r["output_1"])
                 v = gold.prefer(r["spec"], chosen, rejected)
+                fam = families.setdefault(r.get("family", "?"), [0, 0, 0, 0]) if variant == "spg" else [0, 0, 0, 0]
+                fam[1] += 1
                 if v != 0:
                     counts[variant][0] += v == 1
                     counts[variant][1] += 1
+                    fam[2] += v == 1
+                    fam[3] += 1
             counts[variant][2] += st["pairs"]
             counts[variant][3] += st["instructions"]
     print(f"{len(sets_all)} instructions x {len(sets_all[0].responses)} PPO samples from {len(runs)} run(s); judge={a.judge}, gamma={a.gamma}")
@@ -64,6 +80,10 @@ def main() -> None:
         ci = f"{lo:.1%}-{hi:.1%}" if total else "n/a"
         acc = f"{correct / total:.1%}" if total else "n/a"
         print(f"| {variant} | {acc} | {ci} | {correct}/{total} | {kept / instructions:.1%} ({kept}/{instructions}) | {PAPER[variant]} |")
+    if "spg" in counts:
+        print("\nRLP-SPG per task family\n| family | instructions | kept pairs | gold agrees |\n|---|---|---|---|")
+        for fam, (n_instr, kept, correct, judged) in sorted(families.items()):
+            print(f"| {fam} | {n_instr} | {kept} | {f'{correct}/{judged}' if judged else 'n/a'} |")
     agree = n = 0
     aj = AnswerJudge()
     for s in sets_all:

@@ -82,6 +82,26 @@ def test_hf_backend_meets_the_contract(tiny_tok, prompts, precision):
     assert len(set(lengths)) > 1, lengths
 
 
+def test_prompt_pass_keeps_only_the_last_logits_and_samples_the_same(tiny_tok, prompts, precision, monkeypatch):
+    """The prompt pass runs the LM head on the last position only (a [B, 1, V] logits tensor, not
+    [B, Q, V]); the samples are those of a full prompt pass."""
+    precision("fp32")
+    from rlop.models import generation
+
+    model = load_causal_lm("tiny")
+    cfg = SamplingConfig(max_new_tokens=6, batch_size=4)
+    widths = []
+    model.register_forward_hook(lambda m, args, out: widths.append(out.logits.shape[1]))
+    kept = HFBackend(model, tiny_tok).generate(prompts, cfg, list(range(len(prompts))))
+    assert widths[0] == 1 and len(widths) > 1  # the prompt pass, then one-token steps
+    real = generation.accepts_kwarg
+    monkeypatch.setattr(generation, "accepts_kwarg", lambda m, name: name != "logits_to_keep" and real(m, name))
+    widths.clear()
+    full = HFBackend(model, tiny_tok).generate(prompts, cfg, list(range(len(prompts))))
+    assert widths[0] > 1
+    assert torch.equal(kept.response_ids, full.response_ids)
+
+
 def test_fake_engine_meets_the_contract(tiny_tok, prompts):
     check_contract(FakeEngine(tiny_tok, eos=tiny_tok.eos_token_id), tiny_tok, prompts, {tiny_tok.eos_token_id})
 

@@ -15,6 +15,7 @@ engine (vLLM on GPUs) can implement :class:`Backend` and register in ``BACKENDS`
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
@@ -73,11 +74,21 @@ def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, generators: Sequence[
     return idx.clamp(max=probs.shape[-1] - 1)
 
 
+def accepts_kwarg(model, name: str) -> bool:
+    """Whether ``model.forward`` (the base model's, under a peft wrapper) takes keyword ``name``."""
+    fwd = getattr(model, "forward", None)
+    base = getattr(model, "get_base_model", None)  # peft wrappers forward **kwargs
+    if base is not None:
+        fwd = base().forward
+    try:
+        return name in inspect.signature(fwd).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _cache_kwarg(model) -> str:
     """transformers >= 5.x names the KV cache ``cache``; older versions ``past_key_values``."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return "cache" if accepts_kwarg(model, "cache") else "past_key_values"
 
 
 def _cache_of(out):
@@ -171,7 +182,9 @@ class HFBackend:
         pad = tok.pad_token_id
         was_training = model.training
         model.eval()
-        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
+        # the prompt pass needs only the last position's logits: skip the LM head elsewhere
+        keep_last = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
+        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
         past, logits = _cache_of(out), out.logits[:, -1]
         pos = position_ids_from_mask(mask)[:, -1:]
         full_mask = mask

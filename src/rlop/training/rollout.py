@@ -6,11 +6,11 @@ algorithm: sample, score, shape rewards, estimate advantages, optimise.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, fields
 
 import torch
 
+from rlop.models.generation import accepts_kwarg
 from rlop.models.loading import backbone, score_head
 from rlop.models.reward import position_ids_from_mask
 from rlop.training import losses as L
@@ -54,23 +54,12 @@ def response_logprobs(model, query_ids, query_mask, response_ids, response_mask,
     ids = torch.cat([query_ids, response_ids], 1)
     mask = torch.cat([query_mask, response_mask], 1)
     R = response_ids.shape[1]
-    kw = {"logits_to_keep": R + 1} if _accepts(model, "logits_to_keep") else {}  # skip the LM head on the query
+    kw = {"logits_to_keep": R + 1} if accepts_kwarg(model, "logits_to_keep") else {}  # skip the LM head on the query
     out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False, **kw)
     logits = out.logits[:, -(R + 1) : -1]
     lp = L.logprobs_from_logits(logits, response_ids, temperature)
     ent = L.entropy_from_logits(logits, temperature) if with_entropy else None
     return lp, ent
-
-
-def _accepts(model, name: str) -> bool:
-    fwd = getattr(model, "forward", None)
-    base = getattr(model, "get_base_model", None)  # peft wrappers forward **kwargs
-    if base is not None:
-        fwd = base().forward
-    try:
-        return name in inspect.signature(fwd).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def token_values(value_model, query_ids, query_mask, response_ids, response_mask):
