@@ -101,3 +101,35 @@ class MetricsLogger:
         clean = {k: (float(v) if isinstance(v, (np.floating, torch.Tensor)) else v) for k, v in row.items()}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(clean) + "\n")
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory window for this process (Linux: ``clear_refs`` 5 resets VmHWM).
+
+    Returns False where the peak cannot be reset; :func:`peak_rss_mb` then reports the peak
+    since the process started."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MB since the last :func:`reset_peak_rss` (Linux),
+    or since it started (elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        import sys
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # macOS: bytes
+        return kb / 1024
+    except (ImportError, OSError):
+        return None

@@ -124,6 +124,13 @@ def write_report(run: str | Path) -> Path:
     if terms:
         parts += ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
                   "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
+    if res.get("stages"):
+        parts += ["", "## Stages (time and the process's peak resident memory while each was computed)", "",
+                  "| stage | minutes | peak RSS (MB) |", "|---|---|---|"]
+        for name, st in res["stages"].items():
+            rss = "n/a" if st.get("peak_rss_mb") is None else f"{st['peak_rss_mb']:.0f}"
+            minutes = "n/a" if st.get("seconds") is None else f"{st['seconds'] / 60:.1f}"
+            parts.append(f"| {name}{' (shared)' if st.get('shared') else ''} | {minutes} | {rss} |")
     parts += [""] + [f"![{p}]({p})" for p in plots] + [""]
     path = run / "report.md"
     path.write_text("\n".join(parts))

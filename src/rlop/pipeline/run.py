@@ -47,7 +47,7 @@ from rlop.training.best_of_n import BestOfNConfig, best_of_n
 from rlop.training.ppo import PPOConfig, run_ppo
 from rlop.training.reward import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
-from rlop.utils import atomic_write_text, read_jsonl_plain, write_jsonl
+from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
 
 HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
 ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
@@ -55,7 +55,9 @@ POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values(
 
 
 def _stage_record(key: str, started: float, config: Any) -> str:
-    rec = {"key": key, "seconds": time.time() - started, "precision": resolve_precision()}
+    """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
+    stage (MB; models an earlier stage still holds count too) and the stage's config."""
+    rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(), "precision": resolve_precision()}
     if config is not None:
         rec["config"] = dataclasses.asdict(config)
     return json.dumps(rec)
@@ -121,6 +123,7 @@ class Pipeline:
             self.progress.cached(name)
             return d
         t = self.progress.start(name)
+        reset_peak_rss()
         main = self.main
         if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
             with outputs.staged(d, name, main=main) as tmp:
@@ -141,6 +144,16 @@ class Pipeline:
         barrier()  # the other processes read the published stage next
         self.progress.finish(name, t)
         return d
+
+    def stage_records(self) -> dict[str, dict[str, Any]]:
+        """Seconds and peak memory of every stage this run used, as recorded when it was computed."""
+        recs = {}
+        for name in self.keys:
+            f = self.stage_dir(name) / "stage.json"
+            if f.exists():
+                r = json.loads(f.read_text())
+                recs[name] = {"seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb"), "shared": name in self.shared}
+        return recs
 
     def force(self, stage: str, shared: bool = True) -> None:
         """Forget ``stage`` and every later stage (only what rlop wrote there is removed; shared stages only with ``shared``)."""
@@ -212,7 +225,8 @@ class Pipeline:
         if not self.main:
             return results
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "eval_annotator": c.eval_annotator,
-                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
+                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples,
+                                                                   "stages": self.stage_records()}, indent=2))
 
         write_report(self.out)
         self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)

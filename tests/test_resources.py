@@ -1,0 +1,22 @@
+"""Peak memory per stage (``stage.json`` → ``peak_rss_mb``): the window resets between stages."""
+
+import sys
+
+import pytest
+
+from rlop.utils import peak_rss_mb, reset_peak_rss
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the per-window peak needs Linux's clear_refs")
+def test_peak_rss_sees_an_allocation_and_resets_after_it():
+    if not reset_peak_rss():
+        pytest.skip("clear_refs not writable here")
+    before = peak_rss_mb()
+    block = bytearray(200 * 1024 * 1024)
+    block[:: 4096] = b"\1" * len(block[:: 4096])  # touch every page so it is resident
+    during = peak_rss_mb()
+    del block
+    assert during - before >= 190, (before, during)
+    assert peak_rss_mb() == pytest.approx(during, abs=5)  # a peak stays until the window resets
+    assert reset_peak_rss()
+    assert peak_rss_mb() < during - 150  # a new stage starts from what the process holds now
