@@ -181,3 +181,18 @@ def test_synthetic_pair_accuracy_counts_per_family(tmp_path):
     assert r["per_family"] == {"arithmetic": {"pairs": 2, "gold_accuracy": 0.5}, "other": {"pairs": 1, "gold_accuracy": 1.0}}
     (tmp_path / "empty.jsonl").write_text("")
     assert synthetic_pair_accuracy(tmp_path / "empty.jsonl")["pairs"] == 0
+
+
+def test_force_redoes_what_reads_the_stage_and_nothing_else():
+    from rlop.pipeline.stages import ORDER, STAGE_INPUTS, downstream
+
+    assert set(STAGE_INPUTS) >= set(ORDER) - {"eval"}
+    assert all(set(reads) <= set(STAGE_INPUTS) for reads in STAGE_INPUTS.values())
+    ppo = downstream("ppo")
+    assert ppo[0] == "ppo" and {"samples", "spg", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "heldout-ppo",
+                                "outputs-ppo", "outputs-rlp-spg", "outputs-rlp-uml"} == set(ppo[1:])
+    assert not {"bon", "heldout-sft", "outputs-sft", "rm", "collect"} & set(ppo)  # independent of PPO: stay cached
+    assert {"bon", "ppo", "ppo-spg"} <= set(downstream("rm")) and not {"heldout-sft", "outputs-sft"} & set(downstream("rm"))
+    assert set(downstream("sft")) == set(STAGE_INPUTS)  # everything reads SFT
+    assert downstream("ppo-spg") == ["ppo-spg", "outputs-rlp-spg"]
+    assert downstream("eval") == ["outputs-sft", "outputs-ppo", "outputs-rlp-uml", "outputs-rlp-spg"]

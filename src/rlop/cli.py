@@ -73,10 +73,10 @@ def _setup(name: str, p: argparse.ArgumentParser) -> None:
     cls = _cls(c.config)
     skip: tuple[str, ...] = ()
     if name == "run":
-        from rlop.pipeline.run import ORDER
+        from rlop.pipeline.stages import ORDER
 
         p.add_argument("--preset", choices=sorted(cls.PRESETS), help="stage presets (default: cpu, SmolLM2-135M-Instruct on the sandbox)")
-        p.add_argument("--force", choices=ORDER, help="redo this stage and everything after it")
+        p.add_argument("--force", choices=ORDER, help="redo this stage and every stage that reads its output (the others stay cached)")
         skip = ("preset",)
     elif cls.PRESETS:
         p.add_argument("--preset", choices=sorted(cls.PRESETS), help="named settings (tiny: seconds, for tests; cpu: SmolLM2-135M on 2 cores)")

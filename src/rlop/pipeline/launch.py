@@ -15,7 +15,8 @@ from rlop import outputs
 from rlop.config import ConfigError, build_config, read_yaml
 from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
-from rlop.pipeline.run import ORDER, Pipeline
+from rlop.pipeline.run import Pipeline
+from rlop.pipeline.stages import ORDER
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.utils import atomic_write_text
 

@@ -12,7 +12,7 @@ rlp-uml: rm-uml -> ppo-uml; rlp-spg: spg -> rm-spg -> ppo-spg). Each stage's YAM
 its own command; the run's own options (``run:`` or flags) win where they overlap.
 
 PPO stages resume from their last checkpoint when a run was interrupted. ``--force STAGE``
-redoes a stage and everything after it.
+redoes a stage and every stage that reads its output (:data:`STAGE_INPUTS`), nothing else.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
+from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
 from rlop.rewards import RewardModelReward
 from rlop.rlp.variants import VARIANTS
 from rlop.sandbox.collect import CollectConfig, run_collect
@@ -48,11 +49,6 @@ from rlop.training.ppo import PPOConfig, run_ppo
 from rlop.training.reward import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
-
-HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
-ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
-POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
-
 
 def _stage_record(key: str, started: float, config: Any) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
@@ -156,10 +152,11 @@ class Pipeline:
         return recs
 
     def force(self, stage: str, shared: bool = True) -> None:
-        """Forget ``stage`` and every later stage (only what rlop wrote there is removed; shared stages only with ``shared``)."""
+        """Forget ``stage`` and every stage that reads its output (:func:`downstream`); stages that do not
+        read it stay cached. Only what rlop wrote there is removed; shared stages only with ``shared``."""
         if stage not in ORDER:
             raise ConfigError(f"--force: unknown stage {stage!r}; stages: {', '.join(ORDER)}")
-        for name in ORDER[ORDER.index(stage):] + [f"outputs-{m}" for m in ALL_METHODS if m != "bon"]:
+        for name in downstream(stage):
             if name in self.shared and not shared:
                 continue
             d = self.stage_dir(name)
