@@ -32,6 +32,28 @@ from rlop.sandbox.gold import GoldAnnotator
 PAPER = {"rlaif": 52, "reward": 56, "select-all": 55, "spg": 59}
 
 
+class Remembered:
+    """A judge and a reward that answer each question once: spg and select-all cluster and score
+    the same samples, so the second variant reuses the first one's verdicts and rewards."""
+
+    def __init__(self, judge, reward):
+        self.judge, self.reward, self.verdicts, self.scores = judge, reward, {}, {}
+
+    def equivalent(self, instruction, pairs):
+        todo = [p for p in dict.fromkeys(pairs) if (instruction, *p) not in self.verdicts]
+        for p, v in zip(todo, self.judge.equivalent(instruction, todo) if todo else []):
+            self.verdicts[(instruction, *p)] = v
+        return [self.verdicts[(instruction, *p)] for p in pairs]
+
+    def score(self, examples, responses):
+        keys = [(e.instruction, e.input, r) for e, r in zip(examples, responses)]
+        example_of = dict(zip(keys, examples))
+        fresh = [k for k in dict.fromkeys(keys) if k not in self.scores]
+        if fresh:
+            self.scores.update(zip(fresh, self.reward([example_of[k] for k in fresh], [k[2] for k in fresh])))
+        return [self.scores[k] for k in keys]
+
+
 def reward_model_of(run: Path) -> Path:
     return run / "rm" if (run / "rm").is_dir() else run.parent / "shared" / "rm"
 
@@ -55,12 +77,12 @@ def main() -> None:
     for run, sample_file in zip(runs, sample_files):
         sets = load_samples(sample_file)
         sets_all += sets
-        reward = RewardModelReward(reward_model_of(run))
+        memo = Remembered(judge, RewardModelReward(reward_model_of(run)))
         for s in sets:
             families.setdefault(s.example.meta.get("family", "?"), [0, 0, 0, 0])[0] += 1
         for variant in variants:
             pj = PolicyAnnotator(str(run / "ppo" / "policy")) if variant == "rlaif" else None
-            rows, st = generate(sets, SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge), reward, judge, pj)
+            rows, st = generate(sets, SPGConfig(variant=variant, gamma=a.gamma, judge=a.judge), memo.score, memo, pj)
             for r in rows:
                 chosen, rejected = (r["output_1"], r["output_2"]) if r["preference"] == 1 else (r["output_2"], r["output_1"])
                 v = gold.prefer(r["spec"], chosen, rejected)
