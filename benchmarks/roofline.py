@@ -45,7 +45,7 @@ def best(fn, repeats: int) -> float:
 def main() -> None:
     from rlop.data.formatting import format_prompt
     from rlop.data.io import load_instructions
-    from rlop.models.generation import HFBackend, SamplingConfig, encode_prompts
+    from rlop.models.generation import HFBackend, SamplingConfig, cache_kwarg, cache_of, encode_prompts
     from rlop.models.loading import load_causal_lm, load_tokenizer
     from rlop.models.precision import autocast, resolve
     from rlop.models.reward import position_ids_from_mask
@@ -59,6 +59,7 @@ def main() -> None:
     tok, model = load_tokenizer(a.model), load_causal_lm(a.model).eval()
     model.generation_config.eos_token_id = []  # every row decodes NEW tokens
     prompts = [format_prompt(tok, e.instruction, e.input) for e in load_instructions("sandbox:unlabeled", limit=64)]
+    kw = cache_kwarg(model)
     rows = []
     for B in [int(x) for x in a.batch_sizes.split(",")]:
         enc, _ = encode_prompts(tok, prompts[:B], None)
@@ -73,26 +74,26 @@ def main() -> None:
 
         with torch.no_grad(), autocast("cpu"):
             out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True)
-        past = out.past_key_values
+        past = cache_of(out)
         step_ids, step_mask = torch.randint(100, 1000, (B, 1)), torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
         pos = position_ids_from_mask(mask)[:, -1:] + 1
 
         @torch.no_grad()
         def decode_step():
             with autocast("cpu"):
-                model(input_ids=step_ids, attention_mask=step_mask, position_ids=pos, use_cache=True, past_key_values=past)
-            past.crop(ids.shape[1])  # back to the prompts alone, for the next repeat
+                model(input_ids=step_ids, attention_mask=step_mask, position_ids=pos, use_cache=True, **{kw: past})
+            past.crop(-1)  # drop the step's token: the next repeat starts from the prompts alone
 
         @torch.no_grad()
         def model_loop():
             with autocast("cpu"):
                 o = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, logits_to_keep=1)
-                cache, m, p = o.past_key_values, mask, position_ids_from_mask(mask)[:, -1:]
+                cache, m, p = cache_of(o), mask, position_ids_from_mask(mask)[:, -1:]
                 for _ in range(NEW):
                     nxt = o.logits[:, -1].argmax(-1, keepdim=True)
                     m, p = torch.cat([m, torch.ones_like(nxt)], 1), p + 1
-                    o = model(input_ids=nxt, attention_mask=m, position_ids=p, use_cache=True, past_key_values=cache)
-                    cache = o.past_key_values
+                    o = model(input_ids=nxt, attention_mask=m, position_ids=p, use_cache=True, **{kw: cache})
+                    cache = cache_of(o)
 
         backend = HFBackend(model, tok, all_done=lambda done: False)
         cfg = SamplingConfig(NEW, 1.0, 1.0, 0, True, B)

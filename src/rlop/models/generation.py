@@ -86,12 +86,12 @@ def accepts_kwarg(model, name: str) -> bool:
         return False
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg(model) -> str:
     """transformers >= 5.x names the KV cache ``cache``; older versions ``past_key_values``."""
     return "cache" if accepts_kwarg(model, "cache") else "past_key_values"
 
 
-def _cache_of(out):
+def cache_of(out):
     return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else out.past_key_values
 
 
@@ -185,7 +185,7 @@ class HFBackend:
         # the prompt pass needs only the last position's logits: skip the LM head elsewhere
         keep_last = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
-        past, logits = _cache_of(out), out.logits[:, -1]
+        past, logits = cache_of(out), out.logits[:, -1]
         pos = position_ids_from_mask(mask)[:, -1:]
         full_mask = mask
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
@@ -200,8 +200,8 @@ class HFBackend:
                 break
             full_mask = torch.cat([full_mask, torch.ones_like(nxt).unsqueeze(1)], dim=1)
             pos = pos + 1
-            out = model(input_ids=nxt.unsqueeze(1), attention_mask=full_mask, position_ids=pos, use_cache=True, **{_cache_kwarg(model): past})
-            past, logits = _cache_of(out), out.logits[:, -1]
+            out = model(input_ids=nxt.unsqueeze(1), attention_mask=full_mask, position_ids=pos, use_cache=True, **{cache_kwarg(model): past})
+            past, logits = cache_of(out), out.logits[:, -1]
         model.train(was_training)
         resp = torch.stack(tokens, 1)
         rmask = torch.stack(live, 1).long()
