@@ -142,7 +142,8 @@ def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
     assert {"rm", "rm-spg"} <= set(res["reward_models"]["heldout_ppo_samples"])
     assert (out / "compare_forest.png").stat().st_size > 0 and (out / "seed-1" / "report.md").exists()
 
-    stamp = lambda: {p: p.stat().st_mtime_ns for p in (out / "shared" / "sft" / "stage.json", out / "seed-1" / "ppo" / "stage.json")}  # noqa: E731
+    stamp = lambda: {p: p.stat().st_mtime_ns for p in (out / "shared" / "sft" / "stage.json", out / "seed-1" / "ppo" / "stage.json",  # noqa: E731
+                                                      out / "seed-1" / "diagnostics.json")}
     before = stamp()
     assert main(argv) == 0  # a rerun finds every stage done
     assert stamp() == before
@@ -150,6 +151,7 @@ def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
     after = stamp()
     assert after[out / "shared" / "sft" / "stage.json"] == before[out / "shared" / "sft" / "stage.json"]
     assert after[out / "seed-1" / "ppo" / "stage.json"] != before[out / "seed-1" / "ppo" / "stage.json"]
+    assert after[out / "seed-1" / "diagnostics.json"] != before[out / "seed-1" / "diagnostics.json"]  # re-scored on the new PPO samples
 
 
 def test_heldout_diagnostic_prompts_are_disjoint_from_step4_prompts():

@@ -50,6 +50,9 @@ from rlop.training.reward import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
 
+DIAGNOSTICS_VERSION = 1  # part of diagnostics.json's key: raise it when the diagnostics change
+
+
 def _stage_record(key: str, started: float, config: Any) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
     stage (MB; models an earlier stage still holds count too) and the stage's config."""
@@ -156,6 +159,7 @@ class Pipeline:
         read it stay cached. Only what rlop wrote there is removed; shared stages only with ``shared``."""
         if stage not in ORDER:
             raise ConfigError(f"--force: unknown stage {stage!r}; stages: {', '.join(ORDER)}")
+        (self.out / "diagnostics.json").unlink(missing_ok=True)  # scored from the stages about to be redone
         for name in downstream(stage):
             if name in self.shared and not shared:
                 continue
@@ -215,8 +219,6 @@ class Pipeline:
             if hasattr(judge, "stats"):
                 r["annotator_stats"] = dict(judge.stats)
             results[m] = r
-        if rm is not None and self.main:
-            self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
         diag = self._diagnostics(rm, policies, eval_ex) if rm is not None else {}
         paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
         if not self.main:
@@ -323,20 +325,28 @@ class Pipeline:
         policy's samples). ``step4_samples``: the step-4 samples themselves, which rm-spg and
         rm-uml were trained on (so it flatters them)."""
         c = self.cfg
-        rms = {name: RewardModelReward(self.stage_dir(name)) for name in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())]
-               if (self.stage_dir(name) / "config.json").exists()}
+        rm_names = [n for n in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())] if (self.stage_dir(n) / "config.json").exists()]
         out: dict[str, Any] = {}
         if self.gold is None or not has_tasks(load_instructions(c.heldout_file, limit=c.heldout_prompts or 1)):
             return {"left_out": "the reward-model diagnostics need sandbox tasks (gold scores) in unlabeled_file and heldout_file"}
+        heldout = {}
         if c.heldout_prompts and "ppo" in policies:
             for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
                 scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file=c.heldout_file, max_prompts=c.heldout_prompts,
                                        n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=self._seed(stage) + 2)
-                d = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
-                                   lambda d: run_sample(scfg, d),
-                                   config=scfg)
-                pairs = gold_pairs_from_samples(d / "samples.jsonl")
-                out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
+                heldout[stage] = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
+                                                lambda d: run_sample(scfg, d), config=scfg)
+        # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
+        key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", "spg", "rm-uml"]})
+        cache = self.out / "diagnostics.json"
+        if cache.exists() and json.loads(cache.read_text()).get("key") == key:
+            return json.loads(cache.read_text())["diagnostics"]
+        rms = {n: RewardModelReward(self.stage_dir(n)) for n in rm_names}
+        if rms and self.main:
+            self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
+        for stage, d in heldout.items():
+            pairs = gold_pairs_from_samples(d / "samples.jsonl")
+            out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
         f = self.stage_dir("samples") / "samples.jsonl"
         if f.exists():
             pairs = gold_pairs_from_samples(f)
@@ -346,4 +356,6 @@ class Pipeline:
         terms = aux_loss_terms(self.stage_dir("rm-uml") / "metrics.jsonl")
         if terms:
             out["uml_terms"] = terms
+        if self.main:
+            atomic_write_text(cache, json.dumps({"key": key, "diagnostics": out}))
         return out
