@@ -88,6 +88,17 @@ def test_generate_variants():
         assert float(better[1]) >= float(worse[1])
 
 
+def test_spg_scores_only_the_instructions_it_keeps():
+    """Rewards pick the preferred member of a kept instruction; a rejected one is never scored."""
+    ex = InstructionExample("q", "", None, {"id": "t"})
+    sets = [SampleSet(ex, ["a1", "a2", "a3", "b1"]), SampleSet(ex, ["a1", "b1", "c1", "d1"]), SampleSet(ex, ["a1", "a2", "a3", "a4"])]
+    scored = []
+    reward = lambda exs, rs: scored.append(list(rs)) or [float(r[1]) for r in rs]  # noqa: E731
+    rows, st = generate(sets, SPGConfig(variant="spg"), reward, FirstLetterJudge())
+    assert [r["output_1"] for r in rows] == ["a3"] and scored == [["a1", "a2", "a3", "b1"]]  # set 2: largest cluster 1/4; set 3: one cluster
+    assert st["confidences"] == [0.75, 0.25, 1.0]
+
+
 def test_answer_judge_matches_gold_answer_groups():
     from rlop.sandbox.gold import extract_answer
     from rlop.sandbox.world import SandboxConfig, build_world

@@ -129,6 +129,8 @@ def generate(
         if cfg.variant in ("spg", "select-all"):
             clusters = cluster(ex.instruction + (f"\n\n{ex.input}" if ex.input else ""), s.responses, judge)  # the NLI judge reads both
             confidences.append(max(len(c) for c in clusters) / len(s.responses))
+            if confidences[-1] < gamma or len(clusters) < 2:
+                continue  # rejected: its rewards would go unused, so they are not computed
             rewards = reward([ex] * len(s.responses), s.responses)
             pick = select_pair(s.responses, clusters, rewards, gamma, rng)
             if pick is None:
