@@ -63,7 +63,7 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert (tmp_path / "run" / "winrate.png").exists()
     assert "2 sampled outputs" in report  # tiny preset: eval_samples = 2
     assert "RLP-UML's loss terms" in report
-    stages = res["stages"]  # every stage's time and peak memory, in the results and the report
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())  # every stage's time and peak memory, beside the results and in the report
     assert {"sft", "collect", "rm", "ppo", "samples", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "bon", "outputs-ppo"} <= set(stages)
     assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 50 for st in stages.values()), stages
     assert "| ppo-spg |" in report and "peak RSS (MB)" in report

@@ -124,10 +124,11 @@ def write_report(run: str | Path) -> Path:
     if terms:
         parts += ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
                   "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
-    if res.get("stages"):
+    stages = json.loads((run / "stages.json").read_text()) if (run / "stages.json").exists() else {}
+    if stages:
         parts += ["", "## Stages (time and the process's peak resident memory while each was computed)", "",
                   "| stage | minutes | peak RSS (MB) |", "|---|---|---|"]
-        for name, st in res["stages"].items():
+        for name, st in stages.items():
             rss = "n/a" if st.get("peak_rss_mb") is None else f"{st['peak_rss_mb']:.0f}"
             minutes = "n/a" if st.get("seconds") is None else f"{st['seconds'] / 60:.1f}"
             parts.append(f"| {name}{' (shared)' if st.get('shared') else ''} | {minutes} | {rss} |")

@@ -224,8 +224,8 @@ class Pipeline:
         if not self.main:
             return results
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "eval_annotator": c.eval_annotator,
-                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples,
-                                                                   "stages": self.stage_records()}, indent=2))
+                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
+        atomic_write_text(self.out / "stages.json", json.dumps(self.stage_records(), indent=2))  # timings: apart, so results.json reproduces
 
         write_report(self.out)
         self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] done: report at {self.out / 'report.md'}", flush=True)
