@@ -5,7 +5,11 @@ model made from the same backbone, on the same prompts (sandbox unlabeled, chat 
 with the cpu preset's shape: 16 rollouts per step, one mini-batch of 16, one PPO epoch,
 48 new tokens, temperature 1.0. TRL 1.12 (the last TRL with PPO, under trl.experimental.ppo)
 is installed by this script into its own virtual environment (benchmarks/.venv-trl).
-Each framework runs in its own process; the first step is a warm-up and not timed.
+Each framework runs in its own process; the first step is a warm-up and not timed. Each step is
+split into its phases: generate (sampling the rollouts), score (reward, reference, policy and
+value passes without gradients) and optimise (the rest: the PPO epochs); TRL's are timed by
+wrapping the functions its loop calls (``batch_generation``; ``forward`` and ``get_reward`` outside
+autograd).
 rlop runs twice: in float32 (the like-for-like comparison with TRL, which runs float32 on
 CPU) and, where the hardware runs bf16 natively, with bf16 autocast (its ``auto`` default).
 
@@ -25,6 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-trl"
 BATCH, RESP, QUERY = 16, 48, 128
+PHASES = ("seconds", "generate", "score", "optimise")
 
 TRL_CHILD = textwrap.dedent('''
 import json, resource, sys, time, torch
@@ -40,11 +45,23 @@ policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
 rm = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, dtype=torch.float32)
 value = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1, dtype=torch.float32)
-times = []
+import trl.experimental.ppo.ppo_trainer as P
+phase, times = {"generate": 0.0, "score": 0.0}, []
+def timed(fn, name):
+    def wrapper(*args, **kw):
+        t = time.perf_counter(); out = fn(*args, **kw)
+        if name == "generate" or not torch.is_grad_enabled():
+            phase[name] += time.perf_counter() - t
+        return out
+    return wrapper
+P.batch_generation, P.forward, P.get_reward = timed(P.batch_generation, "generate"), timed(P.forward, "score"), timed(P.get_reward, "score")
 class T(TrainerCallback):  # TRL's PPO loop fires on_train_begin and on_step_end only
     def on_train_begin(self, args, state, control, **kw): self.t = time.time()
     def on_step_end(self, args, state, control, **kw):
-        now = time.time(); times.append(now - self.t); self.t = now
+        now = time.time(); total = now - self.t; self.t = now
+        times.append({"seconds": total, "generate": phase["generate"], "score": phase["score"],
+                      "optimise": total - phase["generate"] - phase["score"]})
+        phase.update(generate=0.0, score=0.0)
 args = PPOConfig(output_dir="/tmp/trl-ppo-bench", per_device_train_batch_size=batch, gradient_accumulation_steps=1,
                  num_mini_batches=1, num_ppo_epochs=1, total_episodes=steps * batch, response_length=resp, stop_token="eos",
                  temperature=1.0, learning_rate=2e-5, kl_coef=0.0067, report_to=[], use_cpu=True, save_strategy="no",
@@ -67,7 +84,10 @@ cfg = build_config(PPOConfig, "cpu", overrides=dict(policy=model_dir, reward=rm_
                    step_batch_size=batch, micro_batch_size=batch, noptepochs=1, response_len=resp, save_steps=10**6))
 times = []
 tr = PPOTrainer(cfg, prompts=exs, out="/tmp/rlop-ppo-bench")
-t0 = time.time(); tr.train(on_step=lambda s: times.append(s["seconds"])); total = time.time() - t0
+t0 = time.time()
+tr.train(on_step=lambda s: times.append({"seconds": s["seconds"], "generate": s["seconds_generate"], "score": s["seconds_score"],
+                                         "optimise": s["seconds_optimise"]}))
+total = time.time() - t0
 json.dump({"step_seconds": times, "total": total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(out, "w"))
 ''')
 
@@ -119,15 +139,17 @@ def main() -> None:
                        check=True, env={**env, "RLOP_PRECISION": precision})
         results[name] = json.loads(out.read_text())
     print(f"PPO on SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), {BATCH} rollouts/step, {RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
-    print("| framework (precision) | s/step (mean of timed steps) | peak RSS (MB) |\n|---|---|---|")
+    print("| framework (precision) | s/step | generate | score | optimise | peak RSS (MB) |\n|---|---|---|---|---|---|")
     row = {}
     for name, r in results.items():
         timed = r["step_seconds"][1:] or r["step_seconds"]
-        row[name] = (sum(timed) / len(timed), r["peak_rss_mb"])
-        print(f"| {name} | {row[name][0]:.1f} | {row[name][1]:.0f} |")
-    print(f"ratio rlop / TRL: time {row['rlop'][0] / row['trl-1.12'][0]:.2f}x, peak memory {row['rlop'][1] / row['trl-1.12'][1]:.2f}x")
+        row[name] = {k: sum(t[k] for t in timed) / len(timed) for k in PHASES} | {"rss": r["peak_rss_mb"]}
+        print(f"| {name} | " + " | ".join(f"{row[name][k]:.1f}" for k in PHASES) + f" | {row[name]['rss']:.0f} |")
+    ours, trl = row["rlop"], row["trl-1.12"]
+    print("ratio rlop / TRL (fp32): " + ", ".join(f"{k} {ours[k] / trl[k]:.2f}x" for k in PHASES) + f", peak memory {ours['rss'] / trl['rss']:.2f}x")
     if "rlop-bf16" in row:
-        print(f"ratio rlop bf16 / rlop fp32: time {row['rlop-bf16'][0] / row['rlop'][0]:.2f}x, peak memory {row['rlop-bf16'][1] / row['rlop'][1]:.2f}x")
+        print(f"ratio rlop bf16 / rlop fp32: time {row['rlop-bf16']['seconds'] / ours['seconds']:.2f}x, "
+              f"peak memory {row['rlop-bf16']['rss'] / ours['rss']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,41 @@ def test_prompt_pass_keeps_only_the_last_logits_and_samples_the_same(tiny_tok, p
     assert torch.equal(kept.response_ids, full.response_ids)
 
 
+def test_finished_rows_stop_decoding_and_the_samples_stay_the_same(tiny_tok, prompts, precision):
+    """Rows that reached EOS leave the batch (and the KV cache): the decode steps run on fewer
+    rows, and every row's sample is the one the unpruned batch gives (float32)."""
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    model.generation_config.eos_token_id = list(range(0, tiny_tok.vocab_size, 5))  # rows end at varied steps
+    cfg = SamplingConfig(max_new_tokens=12, batch_size=8)
+    rows = []
+    model.register_forward_hook(lambda m, args, out: rows.append(out.logits.shape[0]))
+    seeds = list(range(100, 100 + 2 * len(prompts)))
+    pruned = HFBackend(model, tiny_tok).generate(prompts * 2, cfg, seeds)
+    pruned_rows, rows[:] = sum(rows[1:]), []
+    full = HFBackend(model, tiny_tok, prune_finished=False).generate(prompts * 2, cfg, seeds)
+    assert pruned.texts == full.texts
+    assert torch.equal(pruned.response_ids, full.response_ids) and torch.equal(pruned.response_mask, full.response_mask)
+    assert pruned_rows < sum(rows[1:]), (pruned_rows, rows)
+
+
+def test_a_process_whose_rows_finished_keeps_stepping_while_others_decode(tiny_tok, prompts, precision):
+    """Under sharding every process must run the same forward passes: with all local rows done
+    but ``all_done`` still false, decoding goes on with one (masked) row."""
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    model.generation_config.eos_token_id = list(range(0, tiny_tok.vocab_size, 2))  # most rows end at once
+    calls = []
+    model.register_forward_hook(lambda m, args, out: calls.append(out.logits.shape[0]))
+    g = HFBackend(model, tiny_tok, all_done=lambda done: False).generate(prompts[:4], SamplingConfig(max_new_tokens=9, batch_size=4), [1, 2, 3, 4])
+    # the prompt pass and a forward after each of the 9 draws, as many as the other processes run, the last on one row
+    assert len(calls) == 10 and calls[0] == 4 and calls[-1] == 1, calls
+    assert g.response_ids.shape[1] == 9
+    for r, m in zip(g.response_ids, g.response_mask):
+        n = int(m.sum())
+        assert (r[n:] == tiny_tok.pad_token_id).all()
+
+
 def test_fake_engine_meets_the_contract(tiny_tok, prompts):
     check_contract(FakeEngine(tiny_tok, eos=tiny_tok.eos_token_id), tiny_tok, prompts, {tiny_tok.eos_token_id})
 

@@ -31,6 +31,9 @@ def test_ppo_raises_reward_with_bounded_kl(tiny_sft, tmp_path):
     assert max(r["kl"] for r in rows) < 60
     for key in ("reward_std", "entropy", "response_length", "policy_clipfrac", "value_clipfrac", "value_loss", "approx_kl", "lr"):
         assert key in rows[-1]
+    for r in rows:  # each step's time split into its phases (benchmarks/ppo_speed.py prints them)
+        phases = [r["seconds_generate"], r["seconds_score"], r["seconds_optimise"]]
+        assert min(phases) > 0 and sum(phases) <= r["seconds"], r
     assert (tmp_path / "ppo" / "policy" / "model.safetensors").exists()
 
 

@@ -153,11 +153,15 @@ class HFBackend:
     left-truncated (their end, where the instruction and the assistant turn are, is kept), and
     the count is kept in ``truncated`` and reported."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None,
+                 prune_finished: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.truncated = 0
         # when to stop decoding; under sharding every process must agree (rlop.distributed.all_processes)
         self.all_done = all_done or (lambda done: bool(done.all()))
+        # stop decoding rows that have finished (their KV cache rows are dropped); their samples are the same
+        # up to the rounding a batch shape causes (see the module docstring)
+        self.prune_finished = prune_finished
 
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Nothing to copy: this backend samples with the training model itself."""
@@ -188,25 +192,44 @@ class HFBackend:
         past, logits = cache_of(out), out.logits[:, -1]
         pos = position_ids_from_mask(mask)[:, -1:]
         full_mask = mask
+        resp = torch.full((len(prompts), cfg.max_new_tokens), pad, dtype=torch.long, device=device)
+        rmask = torch.zeros_like(resp)
+        rows = torch.arange(len(prompts), device=device)  # the prompt each row of the (pruned) batch belongs to
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-        tokens, live = [], []
-        for _ in range(cfg.max_new_tokens):
-            nxt = sample_rows(logits, cfg, gens).to(device)
+        steps, row_gens = 0, gens
+        for t in range(cfg.max_new_tokens):
+            nxt = sample_rows(logits, cfg, row_gens).to(device)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            tokens.append(nxt)
-            live.append(~done)
+            resp[rows, t], rmask[rows, t] = nxt, (~done).long()
+            steps = t + 1
             done = done | torch.isin(nxt, stop)
             if self.all_done(done):
                 break
             full_mask = torch.cat([full_mask, torch.ones_like(nxt).unsqueeze(1)], dim=1)
             pos = pos + 1
+            keep = self._rows_to_keep(done, past)
+            if keep is not None:
+                past.batch_select_indices(keep)
+                rows, done, nxt, full_mask, pos = rows[keep], done[keep], nxt[keep], full_mask[keep], pos[keep]
+                row_gens = [gens[i] for i in rows.tolist()]
             out = model(input_ids=nxt.unsqueeze(1), attention_mask=full_mask, position_ids=pos, use_cache=True, **{cache_kwarg(model): past})
             past, logits = cache_of(out), out.logits[:, -1]
         model.train(was_training)
-        resp = torch.stack(tokens, 1)
-        rmask = torch.stack(live, 1).long()
+        resp, rmask = resp[:, :steps], rmask[:, :steps]
         texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(resp, rmask)]
         return Generation(ids, mask, resp, rmask, texts)
+
+    def _rows_to_keep(self, done: torch.Tensor, past) -> torch.Tensor | None:
+        """The rows worth decoding further, once a quarter of the batch has finished (each pruning
+        copies the KV cache); None to keep them all. A process whose rows have all finished keeps
+        one while others still decode: under sharding every process runs the same forward passes."""
+        finished = int(done.sum())
+        if not self.prune_finished or finished * 4 < len(done) or not hasattr(past, "batch_select_indices"):
+            return None
+        keep = (~done).nonzero().squeeze(1)
+        if not len(keep):
+            keep = keep.new_zeros(1)
+        return None if len(keep) == len(done) else keep
 
     def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
         parts = [self._generate_batch(prompts[i : i + cfg.batch_size], cfg, seeds[i : i + cfg.batch_size]) for i in range(0, len(prompts), cfg.batch_size)]

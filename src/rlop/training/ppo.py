@@ -179,9 +179,11 @@ class PPOTrainer(Checkpoints):
         examples = [self.prompts[i] for i in idx]
         texts = [format_prompt(self.tokenizer, e.instruction, e.input) for e in examples]
         plugin = getattr(acc.state, "fsdp_plugin", None)
+        t0 = time.perf_counter()
         with gathered_for_sampling(acc, self.model, getattr(plugin, "reshard_after_forward", True) is not False):
             gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
         dev = acc.device
+        t1 = time.perf_counter()
         scores = torch.tensor(self.reward(examples, gen.texts), dtype=torch.float32, device=dev)
         q, qm, r, resp_mask = (t.to(dev) for t in (gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask))
         lps, refs, vals, ents = [], [], [], []
@@ -218,7 +220,9 @@ class PPOTrainer(Checkpoints):
         }
         if self.gold is not None:
             stats["gold_reward_mean"] = torch.tensor(sum(self.gold(examples, gen.texts)) / len(examples))
-        return {"batch": batch, "stats": stats, "texts": gen.texts, "examples": examples}
+        # this process's wall time in sampling and in scoring (reward, policy/reference/value forward passes, GAE)
+        seconds = {"seconds_generate": t1 - t0, "seconds_score": time.perf_counter() - t1}
+        return {"batch": batch, "stats": stats, "texts": gen.texts, "examples": examples, "seconds": seconds}
 
     # ------------------------------------------------------------------ optimisation
     def optimise(self, batch: Rollout, step: int) -> dict[str, float]:
@@ -279,12 +283,15 @@ class PPOTrainer(Checkpoints):
         while self.step < cfg.steps:
             t0 = time.time()
             ro = self.rollout(self.step)
+            t1 = time.time()
             train_stats = self.optimise(ro["batch"], self.step)
+            train_stats["seconds_optimise"] = time.time() - t1
             self.scheduler.step()
             keys = list(ro["stats"])
             vals = acc.reduce(torch.stack([ro["stats"][k].float().to(acc.device) for k in keys]), reduction="mean")
             stats = {k: float(v) for k, v in zip(keys, vals.tolist())}
             stats.update(train_stats)
+            stats.update(ro["seconds"])
             self.kl_ctl.update(stats["kl"], cfg.rollout_batch_size)
             self.step += 1
             stats.update(step=self.step, lr=self.scheduler.get_last_lr()[0], seconds=time.time() - t0)
