@@ -120,6 +120,26 @@ def test_finished_rows_stop_decoding_and_the_samples_stay_the_same(tiny_tok, pro
     assert pruned_rows < sum(rows[1:]), (pruned_rows, rows)
 
 
+def test_the_samples_of_one_prompt_share_its_prompt_pass(tiny_tok, prompts, precision):
+    """A batch holding several samples of each prompt runs the prompt pass once per distinct
+    prompt; the samples are those of one pass per row (float32)."""
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    model.generation_config.eos_token_id = list(range(0, tiny_tok.vocab_size, 5))
+    first = []
+    model.register_forward_hook(lambda m, args, out: first.append(out.logits.shape[0]))
+    rows = [p for p in prompts[:3] for _ in range(4)]  # as best-of-n and step 4 lay them out
+    cfg = SamplingConfig(max_new_tokens=10, batch_size=12)
+    shared = HFBackend(model, tiny_tok).generate(rows, cfg, list(range(12)))
+    assert first[0] == 3
+    first.clear()
+    alone = HFBackend(model, tiny_tok, share_prompts=False).generate(rows, cfg, list(range(12)))
+    assert first[0] == 12
+    assert shared.texts == alone.texts and torch.equal(shared.query_ids, alone.query_ids)
+    assert torch.equal(shared.response_ids, alone.response_ids) and torch.equal(shared.response_mask, alone.response_mask)
+    assert len(set(shared.texts)) > 3  # the samples of a prompt still differ
+
+
 def test_a_process_whose_rows_finished_keeps_stepping_while_others_decode(tiny_tok, prompts, precision):
     """Under sharding every process must run the same forward passes: with all local rows done
     but ``all_done`` still false, decoding goes on with one (masked) row."""

@@ -154,7 +154,7 @@ class HFBackend:
     the count is kept in ``truncated`` and reported."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None,
-                 prune_finished: bool = True):
+                 prune_finished: bool = True, share_prompts: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.truncated = 0
         # when to stop decoding; under sharding every process must agree (rlop.distributed.all_processes)
@@ -162,6 +162,8 @@ class HFBackend:
         # stop decoding rows that have finished (their KV cache rows are dropped); their samples are the same
         # up to the rounding a batch shape causes (see the module docstring)
         self.prune_finished = prune_finished
+        # one prompt pass per distinct prompt of a batch (same samples up to that rounding too)
+        self.share_prompts = share_prompts
 
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Nothing to copy: this backend samples with the training model itself."""
@@ -175,7 +177,11 @@ class HFBackend:
         model, tok = self.model, self.tokenizer
         device = next(model.parameters()).device
         limit = prompt_budget(model, cfg.max_new_tokens)
-        enc, cut = encode_prompts(tok, prompts, limit)
+        # the samples of one instruction sit side by side in a batch (best-of-n, step 4, evaluation): the prompt pass
+        # runs once per distinct prompt and its KV cache rows are repeated for each sample
+        distinct = list(dict.fromkeys(prompts))
+        share = self.share_prompts and len(distinct) < len(prompts)
+        enc, cut = encode_prompts(tok, distinct if share else prompts, limit)
         if cut:
             self.truncated += cut
             log.warning("left-truncated %d prompt(s) longer than %d tokens (the model's context minus max_new_tokens = %d); "
@@ -190,11 +196,22 @@ class HFBackend:
         keep_last = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
         out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
         past, logits = cache_of(out), out.logits[:, -1]
+        if share and not hasattr(past, "batch_select_indices"):  # a cache type that cannot repeat rows: one pass per row
+            share = False
+            enc, _ = encode_prompts(tok, prompts, limit)
+            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
+            past, logits = cache_of(out), out.logits[:, -1]
+        if share:
+            where = {p: i for i, p in enumerate(distinct)}
+            rep = torch.tensor([where[p] for p in prompts], device=device)
+            past.batch_select_indices(rep)
+            ids, mask, logits = ids[rep], mask[rep], logits[rep]
         pos = position_ids_from_mask(mask)[:, -1:]
         full_mask = mask
         resp = torch.full((len(prompts), cfg.max_new_tokens), pad, dtype=torch.long, device=device)
         rmask = torch.zeros_like(resp)
-        rows = torch.arange(len(prompts), device=device)  # the prompt each row of the (pruned) batch belongs to
+        rows = torch.arange(len(prompts), device=device)  # the output row each row of the (pruned) batch fills
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
         steps, row_gens = 0, gens
         for t in range(cfg.max_new_tokens):
