@@ -339,8 +339,9 @@ class Pipeline:
         # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
         key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", "spg", "rm-uml"]})
         cache = self.out / "diagnostics.json"
-        if cache.exists() and json.loads(cache.read_text()).get("key") == key:
-            return json.loads(cache.read_text())["diagnostics"]
+        cached = json.loads(cache.read_text()) if cache.exists() else {}
+        if cached.get("key") == key:
+            return cached["diagnostics"]
         rms = {n: RewardModelReward(self.stage_dir(n)) for n in rm_names}
         if rms and self.main:
             self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
