@@ -339,8 +339,11 @@ class Pipeline:
         # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
         key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", "spg", "rm-uml"]})
         cache = self.out / "diagnostics.json"
-        cached = json.loads(cache.read_text()) if cache.exists() else {}
-        if cached.get("key") == key:
+        try:
+            cached = json.loads(cache.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: scored again
+            cached = {}
+        if isinstance(cached, dict) and cached.get("key") == key:
             return cached["diagnostics"]
         rms = {n: RewardModelReward(self.stage_dir(n)) for n in rm_names}
         if rms and self.main:
