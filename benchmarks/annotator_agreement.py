@@ -8,7 +8,10 @@ other instructions, from all six files, are held out and judged by the trained r
 The held-out pairs are shuffled (seed 0) before --eval-pairs of them are kept, so every model
 is represented.
 
-    python benchmarks/annotator_agreement.py [--train 192] [--eval-pairs 300] [--max-length 192]
+    python benchmarks/annotator_agreement.py [--train 192] [--eval-pairs 300] [--max-length 192] [--out DIR]
+
+With --out the reward model is kept in DIR/rm (examples/alpacafarm/recipe-reward.yaml judges with
+runs/af-judge/rm); without it, everything goes to a temporary folder.
 
 Prints the agreement with GPT-4 and the position statistics, with 95% bootstrap intervals.
 """
@@ -36,7 +39,10 @@ def main() -> None:
     ap.add_argument("--split-id", type=int, default=600)
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--model", default="builtin:smollm2-135m-instruct")
+    ap.add_argument("--out", default="", help="keep the pair files, the reward model (OUT/rm) and the agreement here; must not exist")
     a = ap.parse_args()
+    if a.out and Path(a.out).exists():
+        raise SystemExit(f"rlop: error: --out {a.out} exists; choose a new folder")
     rows = []
     for f in sorted(DATA.glob("*_vs_text_davinci_003.jsonl")):
         for line in f.open():
@@ -48,7 +54,8 @@ def main() -> None:
     held = [r for r in rows if r["id"] >= a.split_id]
     rng.shuffle(train)
     rng.shuffle(held)
-    tmp = Path(tempfile.mkdtemp(prefix="rlop-agreement-"))
+    tmp = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="rlop-agreement-"))
+    tmp.mkdir(parents=True, exist_ok=not a.out)
     (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train[: a.train]))
     (tmp / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held[: a.eval_pairs]))
     t0 = time.time()

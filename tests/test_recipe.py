@@ -123,3 +123,6 @@ def test_alpacafarm_example_recipe_splits_and_validates(tmp_path):
     assert not sft & {(e.instruction, e.input) for e in load_instructions(tmp_path / "data" / "unlabeled.jsonl")}
     cfg = build_config(RunConfig, "cpu", root / "examples" / "alpacafarm" / "recipe.yaml", section="run")
     assert cfg.eval_annotator == "api" and cfg.sft_file.endswith("sft.jsonl")
+    judged = build_config(RunConfig, "cpu", root / "examples" / "alpacafarm" / "recipe-reward.yaml", section="run")
+    assert (judged.eval_annotator, judged.eval_reward_model) == ("reward", "runs/af-judge/rm")
+    assert {k: v for k, v in vars(judged).items() if not k.startswith("eval_")} == {k: v for k, v in vars(cfg).items() if not k.startswith("eval_")}
