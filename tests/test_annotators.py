@@ -343,3 +343,36 @@ def test_annotator_pool_and_label_flips(tmp_path, capsys):
     pool.write_text(yaml.safe_dump([{"model": "m", "prompt": "no fields here"}]))
     assert main([*base, "--out", str(tmp_path / "bad")]) == 2
     assert "needs {instruction}, {a} and {b}" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_reward_annotator_scores_each_distinct_output_once_with_the_pairwise_verdicts():
+    """A reference compared with many outputs is scored once, in batches; the verdicts are
+    those of scoring each pair on its own (higher score wins)."""
+    from rlop.evaluation.annotators import RewardAnnotator
+
+    ann = RewardAnnotator("tiny")
+    examples = [InstructionExample(f"task {i}", "", "the reference") for i in range(3)]
+    outputs = ["a", "two words", "a longer answer with quite a few more words in it", "the reference"]
+    items = [(ex, ex.output, o) for ex in examples for o in outputs]
+    scored: list[int] = []
+    score_texts = ann.reward.scorer.score_texts
+    ann.reward.scorer.score_texts = lambda texts, progress=None: scored.append(len(texts)) or score_texts(texts, progress)
+    ann.prefetch(items)
+    verdicts = [ann.prefer(*item) for item in items]
+    assert scored == [3 * 4]  # per instruction: the reference and 3 other outputs; an identical output is a tie
+    alone = RewardAnnotator("tiny")
+    expected = []
+    for ex, ref, o in items:
+        a, b = alone.reward([ex, ex], [ref, o])
+        expected.append(0 if o == ref else 1 if a >= b else 2)
+    assert verdicts == expected and 0 in verdicts and {1, 2} <= set(verdicts)
+
+
+def test_batched_scores_follow_the_input_order_and_equal_unbatched_ones():
+    from rlop.models.reward import RewardModelScorer
+
+    scorer = RewardModelScorer("tiny", batch_size=2)
+    texts = ["a long text " * 9, "short", "a middle text here", "x", "another fairly long text " * 3]
+    batched = scorer.score_texts(texts)
+    alone = [scorer.score_texts([t])[0] for t in texts]
+    assert batched == pytest.approx(alone, abs=1e-5)

@@ -79,7 +79,7 @@ def run_agreement(cfg: AgreementConfig, out: str | Path | None = None) -> dict[s
     pairs, counts = load_labelled_pairs(cfg.pairs_file, limit=cfg.max_pairs or None)
     api = cfg.api.annotator_options(cfg.seed, randomize_order=False)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
-    if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+    if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
         ann.prefetch([t for ex, o1, o2, _ in pairs for t in ((ex, o1, o2), (ex, o2, o1))])
     rows = [(label, ann.prefer(ex, o1, o2), ann.prefer(ex, o2, o1)) for ex, o1, o2, label in tqdm(pairs, desc="agreement", unit="pair")]
     res = {**agreement_stats(rows, cfg.seed), "skipped_no_label": counts["no_verdict"], "annotator": cfg.annotator,

@@ -47,18 +47,34 @@ VERDICT_RE = re.compile(r"output\s*\(?\s*([ab])\s*\)?", re.I)
 
 
 class RewardAnnotator:
+    """A reward model as judge: the output with the higher score wins. Scores are kept per
+    (instruction, input, output), so a reference compared with many outputs is scored once."""
+
     name = "reward"
 
     def __init__(self, path: str):
         from rlop.rewards import RewardModelReward
 
         self.reward = RewardModelReward(path)
+        self._scores: dict[tuple[str, str, str], float] = {}
+
+    def _score(self, keys: list[tuple[str, str, str]], progress: str | None = None) -> None:
+        todo = [k for k in dict.fromkeys(keys) if k not in self._scores]
+        if todo:
+            instructions, inputs, outputs = zip(*todo)
+            self._scores.update(zip(todo, self.reward.scorer.score(instructions, inputs, outputs, progress=progress)))
+
+    def prefetch(self, items) -> None:
+        """Score every distinct output of ``items`` ((example, output_1, output_2) triples) in
+        batches, with a progress bar; :meth:`prefer` then reads the scores."""
+        self._score([(ex.instruction, ex.input, o) for ex, o1, o2 in items if o1 != o2 for o in (o1, o2)], progress="reward judge")
 
     def prefer(self, ex, o1, o2):
         if o1 == o2:
             return 0
-        a, b = self.reward([ex, ex], [o1, o2])
-        return 1 if a >= b else 2
+        a, b = (ex.instruction, ex.input, o1), (ex.instruction, ex.input, o2)
+        self._score([a, b])
+        return 1 if self._scores[a] >= self._scores[b] else 2
 
 
 class AnnotatorError(UserError, RuntimeError):

@@ -129,7 +129,7 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
                 raise DataError(cfg.eval_file, f"record {n}", "spec", problem)
     api = cfg.api.annotator_options(cfg.seed)
     ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
-    if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+    if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
         ann.prefetch([(r, r.output or "", outs[(r.instruction, r.input)]) for r in refs])
     res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed,
                    stats=getattr(ann, "stats", None))

@@ -85,14 +85,25 @@ class RewardModelScorer:
         self.max_length, self.batch_size = max_length, batch_size
 
     @torch.no_grad()
-    def score_texts(self, texts: Sequence[str]) -> list[float]:
-        out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = tokenize_texts(self.tokenizer, texts[i : i + self.batch_size], self.max_length, self.device)
-            with autocast(self.device):
-                pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
-                out.extend(reward_from_hidden(self.model, pooled).tolist())
+    def score_texts(self, texts: Sequence[str], progress: str | None = None) -> list[float]:
+        """Scores in the order of ``texts``. Batches hold texts of similar token length (less
+        padding; a left-padded score does not depend on its batch up to rounding).
+        ``progress``: the label of a progress bar over the texts (None: no bar)."""
+        from tqdm.auto import tqdm
+
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]] if texts else []
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        out = [0.0] * len(texts)
+        with tqdm(total=len(texts), desc=progress, unit="text", disable=progress is None) as bar:
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                enc = tokenize_texts(self.tokenizer, [texts[i] for i in rows], self.max_length, self.device)
+                with autocast(self.device):
+                    pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
+                    for i, value in zip(rows, reward_from_hidden(self.model, pooled).tolist()):
+                        out[i] = value
+                bar.update(len(rows))
         return out
 
-    def score(self, instructions: Sequence[str], inputs: Sequence[str], responses: Sequence[str]) -> list[float]:
-        return self.score_texts(rm_texts(self.tokenizer, instructions, inputs, responses))
+    def score(self, instructions: Sequence[str], inputs: Sequence[str], responses: Sequence[str], progress: str | None = None) -> list[float]:
+        return self.score_texts(rm_texts(self.tokenizer, instructions, inputs, responses), progress=progress)

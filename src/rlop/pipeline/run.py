@@ -211,7 +211,7 @@ class Pipeline:
             texts["bon"] = self._bon(sft, rm, eval_ex)
 
         results = {}
-        if hasattr(judge, "prefetch"):  # the api annotator: concurrent requests up front
+        if hasattr(judge, "prefetch"):  # api: concurrent requests up front; reward: batched scores
             judge.prefetch([(ex, ex.output or "", o) for m in self.methods for ex, outs in zip(eval_ex, texts[m]) for o in outs])
         for m in self.methods:
             r = win_rate(judge.prefer, eval_ex, texts[m], subset_key="kind" if has_tasks(eval_ex) else "dataset", seed=c.seed)

@@ -68,7 +68,7 @@ def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "n
         ann = make_annotator(annotator, c.reward_model or None, **(api if annotator == "api" else {}))
     with staged(out, "collect", main=is_main_process()) as tmp:
         sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
-        if hasattr(ann, "prefetch"):  # the api annotator: concurrent requests up front
+        if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
             ann.prefetch([(s.example, *s.responses) for s in sets])
         rows, left_out = [], {"identical": 0, "no_verdict": 0}
         for s in sets:
