@@ -181,27 +181,19 @@ class HFBackend:
         # runs once per distinct prompt and its KV cache rows are repeated for each sample
         distinct = list(dict.fromkeys(prompts))
         share = self.share_prompts and len(distinct) < len(prompts)
-        enc, cut = encode_prompts(tok, distinct if share else prompts, limit)
-        if cut:
-            self.truncated += cut
-            log.warning("left-truncated %d prompt(s) longer than %d tokens (the model's context minus max_new_tokens = %d); "
-                        "%d so far", cut, limit, cfg.max_new_tokens, self.truncated)
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         stop = torch.tensor(eos_ids(model, tok), device=device)
         pad = tok.pad_token_id
         was_training = model.training
         model.eval()
-        # the prompt pass needs only the last position's logits: skip the LM head elsewhere
-        keep_last = {"logits_to_keep": 1} if accepts_kwarg(model, "logits_to_keep") else {}
-        out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
-        past, logits = cache_of(out), out.logits[:, -1]
+        ids, mask, past, logits, cut = self._prompt_pass(distinct if share else prompts, limit, device)
         if share and not hasattr(past, "batch_select_indices"):  # a cache type that cannot repeat rows: one pass per row
             share = False
-            enc, _ = encode_prompts(tok, prompts, limit)
-            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
-            past, logits = cache_of(out), out.logits[:, -1]
+            ids, mask, past, logits, cut = self._prompt_pass(prompts, limit, device)
+        if cut:
+            self.truncated += cut
+            log.warning("left-truncated %d prompt(s) longer than %d tokens (the model's context minus max_new_tokens = %d); "
+                        "%d so far", cut, limit, cfg.max_new_tokens, self.truncated)
         if share:
             where = {p: i for i, p in enumerate(distinct)}
             rep = torch.tensor([where[p] for p in prompts], device=device)
@@ -235,6 +227,15 @@ class HFBackend:
         resp, rmask = resp[:, :steps], rmask[:, :steps]
         texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(resp, rmask)]
         return Generation(ids, mask, resp, rmask, texts)
+
+    def _prompt_pass(self, prompts: Sequence[str], limit: int, device) -> tuple:
+        """Encode and run the prompts: (ids, mask, KV cache, last-position logits, number left-truncated).
+        Only the last position's logits are needed, so the LM head skips the others where the model allows."""
+        enc, cut = encode_prompts(self.tokenizer, prompts, limit)
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        keep_last = {"logits_to_keep": 1} if accepts_kwarg(self.model, "logits_to_keep") else {}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=True, **keep_last)
+        return ids, mask, cache_of(out), out.logits[:, -1], cut
 
     def _rows_to_keep(self, done: torch.Tensor, past) -> torch.Tensor | None:
         """The rows worth decoding further, once a quarter of the batch has finished (each pruning
