@@ -11,7 +11,9 @@ value passes without gradients) and optimise (the rest: the PPO epochs); TRL's a
 wrapping the functions its loop calls (``batch_generation``; ``forward`` and ``get_reward`` outside
 autograd).
 rlop runs twice: in float32 (the like-for-like comparison with TRL, which runs float32 on
-CPU) and, where the hardware runs bf16 natively, with bf16 autocast (its ``auto`` default).
+CPU) and, where the hardware runs bf16 natively, with bf16 autocast (its ``auto`` default); and
+with ``--rollout-logprobs sampler``, which keeps the sampling step's log-probs as TRL does
+instead of recomputing them with a policy pass as AlpacaFarm does (rlop's default).
 
     python benchmarks/ppo_speed.py [--steps 4]
 """
@@ -77,11 +79,12 @@ from rlop.config import build_config
 from rlop.data.io import InstructionExample
 from rlop.rewards import load_reward
 from rlop.training.ppo import PPOConfig, PPOTrainer
-model_dir, rm_dir, prompts_file, steps, batch, resp, out = sys.argv[1:8]
+model_dir, rm_dir, prompts_file, steps, batch, resp, out, logprobs = sys.argv[1:9]
 steps, batch, resp = int(steps), int(batch), int(resp)
 exs = [InstructionExample(**e) for e in json.load(open(prompts_file + ".examples"))]
 cfg = build_config(PPOConfig, "cpu", overrides=dict(policy=model_dir, reward=rm_dir, steps=steps, rollout_batch_size=batch,
-                   step_batch_size=batch, micro_batch_size=batch, noptepochs=1, response_len=resp, save_steps=10**6))
+                   step_batch_size=batch, micro_batch_size=batch, noptepochs=1, response_len=resp, save_steps=10**6,
+                   rollout_logprobs=logprobs))
 times = []
 tr = PPOTrainer(cfg, prompts=exs, out="/tmp/rlop-ppo-bench")
 t0 = time.time()
@@ -130,12 +133,13 @@ def main() -> None:
     results = {}
     from rlop.models.precision import native_bf16
 
-    runs = [("rlop", sys.executable, RLOP_CHILD, "fp32"), ("trl-1.12", str(ensure_trl_venv()), TRL_CHILD, "fp32")]
+    runs = [("rlop", sys.executable, RLOP_CHILD, "fp32", "recompute"), ("rlop --rollout-logprobs sampler", sys.executable, RLOP_CHILD, "fp32", "sampler"),
+            ("trl-1.12", str(ensure_trl_venv()), TRL_CHILD, "fp32", "")]
     if native_bf16("cpu"):
-        runs.append(("rlop-bf16", sys.executable, RLOP_CHILD, "bf16"))
-    for name, py, code, precision in runs:
-        out = work / f"{name}.json"
-        subprocess.run([py, "-c", code, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(BATCH), str(RESP), str(out)],
+        runs.append(("rlop-bf16", sys.executable, RLOP_CHILD, "bf16", "recompute"))
+    for name, py, code, precision, logprobs in runs:
+        out = work / f"{name.replace(' ', '_')}.json"
+        subprocess.run([py, "-c", code, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(BATCH), str(RESP), str(out), logprobs],
                        check=True, env={**env, "RLOP_PRECISION": precision})
         results[name] = json.loads(out.read_text())
     print(f"PPO on SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), {BATCH} rollouts/step, {RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
@@ -146,7 +150,9 @@ def main() -> None:
         row[name] = {k: sum(t[k] for t in timed) / len(timed) for k in PHASES} | {"rss": r["peak_rss_mb"]}
         print(f"| {name} | " + " | ".join(f"{row[name][k]:.1f}" for k in PHASES) + f" | {row[name]['rss']:.0f} |")
     ours, trl = row["rlop"], row["trl-1.12"]
-    print("ratio rlop / TRL (fp32): " + ", ".join(f"{k} {ours[k] / trl[k]:.2f}x" for k in PHASES) + f", peak memory {ours['rss'] / trl['rss']:.2f}x")
+    for name in ("rlop", "rlop --rollout-logprobs sampler"):
+        print(f"ratio {name} / TRL (fp32): " + ", ".join(f"{k} {row[name][k] / trl[k]:.2f}x" for k in PHASES)
+              + f", peak memory {row[name]['rss'] / trl['rss']:.2f}x")
     if "rlop-bf16" in row:
         print(f"ratio rlop bf16 / rlop fp32: time {row['rlop-bf16']['seconds'] / ours['seconds']:.2f}x, "
               f"peak memory {row['rlop-bf16']['rss'] / ours['rss']:.2f}x")

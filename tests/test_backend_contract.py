@@ -120,6 +120,25 @@ def test_finished_rows_stop_decoding_and_the_samples_stay_the_same(tiny_tok, pro
     assert pruned_rows < sum(rows[1:]), (pruned_rows, rows)
 
 
+def test_sampler_logprobs_are_the_policy_log_probs_of_the_sampled_tokens(tiny_tok, prompts, precision):
+    """With ``logprobs`` the backend returns each sampled token's log-prob and entropy at the
+    sampling temperature: those a full forward pass of the model gives (PPO's recompute), with
+    finished rows pruned from the batch and split over several generation batches; 0 on padding."""
+    from rlop.training.rollout import response_logprobs
+
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    model.generation_config.eos_token_id = list(range(0, tiny_tok.vocab_size, 5))  # rows end at varied steps
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0.7, top_p=0.9, batch_size=5, logprobs=True)
+    g = HFBackend(model, tiny_tok).generate(prompts * 2, cfg, list(range(2 * len(prompts))))
+    lp, ent = response_logprobs(model, g.query_ids, g.query_mask, g.response_ids, g.response_mask, cfg.temperature, with_entropy=True)
+    mask = g.response_mask.bool()
+    assert len(set(g.response_mask.sum(1).tolist())) > 1
+    assert torch.allclose(g.logprobs[mask], lp[mask], atol=1e-4) and torch.allclose(g.entropies[mask], ent[mask], atol=1e-4)
+    assert not g.logprobs[~mask].any() and not g.entropies[~mask].any()
+    assert HFBackend(model, tiny_tok).generate(prompts, SamplingConfig(max_new_tokens=4), list(range(len(prompts)))).logprobs is None
+
+
 def test_the_samples_of_one_prompt_share_its_prompt_pass(tiny_tok, prompts, precision):
     """A batch holding several samples of each prompt runs the prompt pass once per distinct
     prompt; the samples are those of one pass per row (float32)."""

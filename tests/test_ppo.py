@@ -128,3 +128,35 @@ def test_memory_options_train_and_save(tiny_sft, tmp_path):
     trainer.save_policy(tmp_path / "ppo" / "policy")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo" / "policy")  # LoRA merged: a plain transformers model
     assert not any("lora_" in k for k in merged.state_dict())
+
+
+def test_sampler_logprobs_equal_the_recomputed_ones_with_one_forward_pass_fewer(tiny_sft, tmp_path, monkeypatch, precision):
+    """--rollout-logprobs sampler keeps the sampling step's log-probs and entropies (TRL's way):
+    the same rollout, the same numbers up to rounding, and no policy pass in the scoring."""
+    import rlop.training.ppo as ppo_module
+    import rlop.training.rollout as rollout_module
+
+    precision("fp32")
+    passes = {"n": 0}
+    original = rollout_module.response_logprobs
+
+    def counted(*a, **kw):
+        passes["n"] += 1
+        return original(*a, **kw)
+
+    monkeypatch.setattr(rollout_module, "response_logprobs", counted)
+    monkeypatch.setattr(ppo_module, "response_logprobs", counted)
+    reward = CallableReward(helpers_rewards.letter_e)
+    runs = {}
+    for mode in ("recompute", "sampler"):
+        cfg = build_config(PPOConfig, "tiny", overrides={"policy": str(tiny_sft), "steps": 1, "rollout_logprobs": mode})
+        passes["n"] = 0
+        runs[mode] = PPOTrainer(cfg, reward=reward, out=tmp_path / mode).rollout(0), passes["n"]
+    (a, passes_a), (b, passes_b) = runs["recompute"], runs["sampler"]
+    assert a["texts"] == b["texts"]
+    mask = a["batch"].mask.bool()
+    assert torch.equal(a["batch"].response_ids, b["batch"].response_ids)
+    assert torch.allclose(a["batch"].logprobs[mask], b["batch"].logprobs[mask], atol=1e-4)
+    assert torch.allclose(a["batch"].advantages[mask], b["batch"].advantages[mask], atol=1e-3)
+    assert float(b["stats"]["entropy"]) == pytest.approx(float(a["stats"]["entropy"]), rel=1e-4)
+    assert passes_b == passes_a / 2 > 0  # the reference pass only, not the policy's

@@ -38,6 +38,9 @@ class SamplingConfig:
     top_k: int = 0
     do_sample: bool = True
     batch_size: int = 16
+    # also return each sampled token's log-prob and the entropy under the temperature-scaled, unfiltered
+    # distribution (PPO's --rollout-logprobs sampler); a backend that cannot leaves them None
+    logprobs: bool = False
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Generation:
     response_ids: torch.Tensor  # [B, R] right-padded
     response_mask: torch.Tensor  # 1 on generated tokens up to and including EOS
     texts: list[str]
+    logprobs: torch.Tensor | None = None  # [B, R] with SamplingConfig.logprobs: log p(token) at temperature; 0 on padding
+    entropies: torch.Tensor | None = None  # [B, R] the same distribution's entropy
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -105,8 +110,9 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[
 
 class Backend(Protocol):
     """What every sampling engine provides. ``generate`` returns left-padded prompt ids and
-    right-padded response ids with their masks (PPO recomputes log-probs with the policy, so
-    ids are all it needs); ``sync_weights`` is called by PPO after each optimisation phase
+    right-padded response ids with their masks, and with ``cfg.logprobs`` the sampled tokens'
+    log-probs if the engine computes them exactly as the training model does (else None: PPO then
+    recomputes them with the policy, as it does by default); ``sync_weights`` is called by PPO after each optimisation phase
     so that an engine holding its own copy of the weights samples from the updated policy."""
 
     def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation: ...
@@ -203,6 +209,8 @@ class HFBackend:
         full_mask = mask
         resp = torch.full((len(prompts), cfg.max_new_tokens), pad, dtype=torch.long, device=device)
         rmask = torch.zeros_like(resp)
+        lps = torch.zeros(resp.shape, device=device) if cfg.logprobs else None
+        ents = torch.zeros(resp.shape, device=device) if cfg.logprobs else None
         rows = torch.arange(len(prompts), device=device)  # the output row each row of the (pruned) batch fills
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
         steps, row_gens = 0, gens
@@ -210,6 +218,11 @@ class HFBackend:
             nxt = sample_rows(logits, cfg, row_gens).to(device)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             resp[rows, t], rmask[rows, t] = nxt, (~done).long()
+            if lps is not None:
+                logp = torch.log_softmax(logits.float() / cfg.temperature, dim=-1)
+                live = (~done).float()
+                lps[rows, t] = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * live
+                ents[rows, t] = -(logp.exp() * logp).sum(-1) * live
             steps = t + 1
             done = done | torch.isin(nxt, stop)
             if self.all_done(done):
@@ -226,7 +239,9 @@ class HFBackend:
         model.train(was_training)
         resp, rmask = resp[:, :steps], rmask[:, :steps]
         texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(resp, rmask)]
-        return Generation(ids, mask, resp, rmask, texts)
+        if lps is not None:
+            lps, ents = lps[:, :steps], ents[:, :steps]
+        return Generation(ids, mask, resp, rmask, texts, lps, ents)
 
     def _prompt_pass(self, prompts: Sequence[str], limit: int, device) -> tuple:
         """Encode and run the prompts: (ids, mask, KV cache, last-position logits, number left-truncated).
@@ -272,6 +287,8 @@ def concat_generations(parts: list[Generation], pad: int) -> Generation:
         torch.cat([_pad_to(p.response_ids, r, pad, False) for p in parts]),
         torch.cat([_pad_to(p.response_mask, r, 0, False) for p in parts]),
         [t for p in parts for t in p.texts],
+        *(None if any(getattr(p, k) is None for p in parts) else torch.cat([_pad_to(getattr(p, k), r, 0, False) for p in parts])
+          for k in ("logprobs", "entropies")),
     )
 
 

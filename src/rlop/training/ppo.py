@@ -116,7 +116,8 @@ class PPOTrainer(Checkpoints):
         acc.register_for_checkpointing(self.scheduler, Counters(self))
         sync = all_processes if acc.num_processes > 1 else None  # decode in step: sharded forwards are collectives
         self.backend = backend or make_backend(self.actor_critic.policy, self.tokenizer, all_done=sync)
-        self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size)
+        self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size,
+                                       logprobs=cfg.rollout_logprobs == "sampler")
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
 
@@ -192,7 +193,9 @@ class PPOTrainer(Checkpoints):
         with autocast(dev):
             for s in range(0, len(idx), mb):
                 sl = slice(s, s + mb)
-                lp, ent, v = ac(q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature, with_entropy=True)
+                lp, ent, v = ac(q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature, with_entropy=True, with_policy=gen.logprobs is None)
+                if gen.logprobs is not None:  # --rollout-logprobs sampler: the sampling step's own
+                    lp, ent = gen.logprobs[sl].to(dev), gen.entropies[sl].to(dev)
                 if self.ref is not None:
                     ref, _ = response_logprobs(self.ref, q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature)
                 else:

@@ -53,6 +53,9 @@ class PPOConfig(StageConfig):
     cliprange_value: float = opt(0.2, "value clip range", gt=0)
     vf_coef: float = opt(0.1, "weight of the value loss", ge=0)
     temperature: float = opt(1.0, "rollout sampling temperature (log-probs use the same)", gt=0)
+    rollout_logprobs: Literal["recompute", "sampler"] = opt("recompute", "the rollout policy's log-probs: recompute them with a forward "
+                                                           "pass of the policy (AlpacaFarm) | sampler: keep the sampling step's (TRL; one "
+                                                           "forward pass fewer per rollout, equal up to rounding; engines without them recompute)")
     top_p: float = opt(1.0, "rollout nucleus sampling", gt=0, le=1)
     top_k: int = opt(0, "rollout top-k sampling (0: off)", ge=0)
     lora_r: int = opt(0, "LoRA rank on the policy (0: full fine-tuning)", ge=0)

@@ -81,9 +81,13 @@ class ActorCritic(torch.nn.Module):
         super().__init__()
         self.policy, self.value = policy, value
 
-    def forward(self, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
-        """(log-probs, entropies or None, values) of the response tokens, each [B, R]."""
-        lp, ent = response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy)
+    def forward(self, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False,
+                with_policy: bool = True):
+        """(log-probs, entropies or None, values) of the response tokens, each [B, R]; without
+        ``with_policy`` only the values (the log-probs come from the sampler)."""
+        lp = ent = None
+        if with_policy:
+            lp, ent = response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy)
         return lp, ent, token_values(self.value, query_ids, query_mask, response_ids, response_mask)
 
 
