@@ -1,11 +1,12 @@
-"""What rlop's two sampling shortcuts buy, side by side: time, decoded rows and sameness.
+"""What rlop's sampling shortcuts buy, side by side: time, decoded rows and sameness.
 
 ``HFBackend`` runs the prompt pass once per distinct prompt of a batch and repeats its KV cache
 rows for each sample (best-of-n, step 4, collection and evaluation draw several samples per
 instruction, side by side), and drops a row from the batch and its KV cache once it has produced
-EOS (when a quarter of the batch has finished, so the cache is not copied at every step). This
-benchmark samples the same rows with the same seeds three ways: neither shortcut (rlop before
-them), the shared prompt pass alone, and both (the default), with the default model and the
+EOS (when a quarter of the batch has finished, so the cache is not copied at every step), and
+sorts the rows by prompt length before batching (less left padding; only where there is more
+than one batch). This benchmark samples the same rows with the same seeds four ways: none of
+them (rlop before them), the shared prompt pass, that and dropped rows, and all three (the default), with the default model and the
 shapes of rlop's sampling stages (batch 32, 48 new tokens, temperature 1, EOS on), alternating
 the settings over ``--repeats`` rounds after a warm-up round. Per setting: the best time,
 generated tokens/s, the rows run through the prompt pass and through the decode steps, and the
@@ -49,8 +50,10 @@ def main() -> None:
         passes["decode" if kwargs["input_ids"].shape[1] == 1 else "prompt"] += kwargs["input_ids"].shape[0]
 
     model.register_forward_hook(count, with_kwargs=True)
-    settings = {"neither": dict(share_prompts=False, prune_finished=False), "shared prompt pass": dict(prune_finished=False),
-                "shared + finished rows dropped (default)": dict()}
+    settings = {"neither": dict(share_prompts=False, prune_finished=False, sort_prompts=False),
+                "shared prompt pass": dict(prune_finished=False, sort_prompts=False),
+                "shared + finished rows dropped": dict(sort_prompts=False),
+                "shared + dropped + sorted by prompt length (default)": dict()}
     best, rowcount, outs = {}, {}, {}
     for r in range(a.repeats + 1):  # round 0 warms up
         for name, kw in settings.items():

@@ -139,6 +139,29 @@ def test_sampler_logprobs_are_the_policy_log_probs_of_the_sampled_tokens(tiny_to
     assert HFBackend(model, tiny_tok).generate(prompts, SamplingConfig(max_new_tokens=4), list(range(len(prompts)))).logprobs is None
 
 
+def test_rows_sorted_by_prompt_length_come_back_in_order_with_less_padding(tiny_tok, prompts, precision):
+    """Batches hold prompts of similar length (less left padding in the prompt pass); the rows
+    come back in the caller's order with the samples the unsorted batches give (float32)."""
+    precision("fp32")
+    model = load_causal_lm("tiny")
+    cfg = SamplingConfig(max_new_tokens=5, batch_size=4, logprobs=True)
+    rows = sorted(prompts, key=lambda p: (len(p) % 3, p)) * 2  # lengths mixed across the batches
+    padded = []
+    model.register_forward_hook(lambda m, args, kw, out: padded.append(kw["input_ids"].numel()) if kw["input_ids"].shape[1] > 1 else None,
+                                with_kwargs=True)
+    seeds = list(range(7, 7 + len(rows)))
+    by_length = HFBackend(model, tiny_tok).generate(rows, cfg, seeds)
+    sorted_tokens, padded[:] = sum(padded), []
+    unsorted = HFBackend(model, tiny_tok, sort_prompts=False).generate(rows, cfg, seeds)
+    assert sorted_tokens < sum(padded), (sorted_tokens, sum(padded))
+    assert by_length.texts == unsorted.texts
+    mask = unsorted.response_mask.bool()
+    assert torch.equal(by_length.response_ids, unsorted.response_ids) and torch.equal(by_length.response_mask, unsorted.response_mask)
+    assert torch.allclose(by_length.logprobs[mask], unsorted.logprobs[mask], atol=1e-5)
+    for q, qm, text in zip(by_length.query_ids, by_length.query_mask, rows):  # each row's own prompt, in order
+        assert tiny_tok.decode(q[qm.bool()]) == text
+
+
 def test_the_samples_of_one_prompt_share_its_prompt_pass(tiny_tok, prompts, precision):
     """A batch holding several samples of each prompt runs the prompt pass once per distinct
     prompt; the samples are those of one pass per row (float32)."""

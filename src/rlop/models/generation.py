@@ -160,7 +160,7 @@ class HFBackend:
     the count is kept in ``truncated`` and reported."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None,
-                 prune_finished: bool = True, share_prompts: bool = True):
+                 prune_finished: bool = True, share_prompts: bool = True, sort_prompts: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.truncated = 0
         # when to stop decoding; under sharding every process must agree (rlop.distributed.all_processes)
@@ -170,6 +170,8 @@ class HFBackend:
         self.prune_finished = prune_finished
         # one prompt pass per distinct prompt of a batch (same samples up to that rounding too)
         self.share_prompts = share_prompts
+        # rows sorted by prompt length before batching, returned in the caller's order (same samples up to that rounding)
+        self.sort_prompts = sort_prompts
 
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Nothing to copy: this backend samples with the training model itself."""
@@ -265,8 +267,13 @@ class HFBackend:
         return None if len(keep) == len(done) else keep
 
     def generate(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
-        parts = [self._generate_batch(prompts[i : i + cfg.batch_size], cfg, seeds[i : i + cfg.batch_size]) for i in range(0, len(prompts), cfg.batch_size)]
-        return concat_generations(parts, self.tokenizer.pad_token_id)
+        order = list(range(len(prompts)))
+        if self.sort_prompts and len(prompts) > cfg.batch_size:  # batches of similar prompt lengths: less left padding
+            lengths = [len(x) for x in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+            order.sort(key=lambda i: lengths[i])  # stable: the samples of one prompt stay side by side
+        rows, row_seeds = [prompts[i] for i in order], [seeds[i] for i in order]
+        parts = [self._generate_batch(rows[i : i + cfg.batch_size], cfg, row_seeds[i : i + cfg.batch_size]) for i in range(0, len(rows), cfg.batch_size)]
+        return reorder_generation(concat_generations(parts, self.tokenizer.pad_token_id), order)
 
 
 def _pad_to(x: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
@@ -290,6 +297,17 @@ def concat_generations(parts: list[Generation], pad: int) -> Generation:
         *(None if any(getattr(p, k) is None for p in parts) else torch.cat([_pad_to(getattr(p, k), r, 0, False) for p in parts])
           for k in ("logprobs", "entropies")),
     )
+
+
+def reorder_generation(g: Generation, order: list[int]) -> Generation:
+    """``g`` holds the rows ``order[0], order[1], ...``; put them back in the caller's order."""
+    if order == sorted(order):
+        return g
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(order))
+    return Generation(*(None if t is None else t[back.to(t.device)] for t in (g.query_ids, g.query_mask, g.response_ids, g.response_mask)),
+                      [g.texts[i] for i in back.tolist()],
+                      *(None if t is None else t[back.to(t.device)] for t in (g.logprobs, g.entropies)))
 
 
 BACKENDS = {"hf": HFBackend}
