@@ -238,7 +238,14 @@ def test_collect_with_api_annotator_on_any_instructions(tmp_path, scripted, caps
     rows = [json.loads(l) for l in (tmp_path / "c" / "preferences.jsonl").read_text().splitlines()]
     stats = json.loads((tmp_path / "c" / "collect_stats.json").read_text())
     assert len(rows) == stats["pairs"] and stats["pairs"] + sum(stats["left_out"].values()) == 4
-    assert all(r["preference"] == 2 for r in rows)  # the scripted judge always prefers output (b)
+    # the scripted judge always prefers the output shown second; the annotator shows each pair in a
+    # seeded order drawn from its texts and maps the verdict back: 2 where shown as sampled, 1 where swapped
+    from rlop.config import build_config
+    from rlop.sandbox.collect import CollectConfig
+
+    order = APIAnnotator(base_url=scripted, seed=build_config(CollectConfig, "tiny").seed, cache=None)
+    shown_swapped = [order._presented(InstructionExample(r["instruction"], r["input"]), r["output_1"], r["output_2"])[1] for r in rows]
+    assert [r["preference"] for r in rows] == [1 if s else 2 for s in shown_swapped]
     assert stats["annotator_stats"]["retries"] == 1 and stats["annotator_stats"]["requests"] == stats["pairs"] + 1
     code = main(["collect", "--preset", "tiny", "--prompts-file", str(prompts), "--out", str(tmp_path / "d")])  # noisy needs sandbox tasks
     assert code == 2 and "--annotator reward or api" in capsys.readouterr().err

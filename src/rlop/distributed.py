@@ -61,6 +61,33 @@ def is_main_process() -> bool:
 
 
 @contextlib.contextmanager
+def trainer_scope(env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run a transformers ``Trainer`` without leaving its process-wide settings behind.
+
+    The Trainer creates accelerate's ``AcceleratorState`` with its own mixed precision, and every
+    later ``Accelerator()`` of the process inherits it (a bf16 SFT would put the next stage's
+    float32 forward passes under bf16 autocast). ``env`` holds variables the Trainer reads
+    (transformers 5 takes the TensorBoard folder from the environment); they are set for the
+    scope only. Afterwards the accelerator state is dropped (the process group stays) and the
+    environment is as before."""
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    before = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        AcceleratorState._reset_state()  # keeps PartialState: the processes and their group
+
+
+@contextlib.contextmanager
 def gathered_for_sampling(accelerator, model: torch.nn.Module, reshard_after_forward: bool = True) -> Iterator[None]:
     """Whole parameters for a rollout's decoding, gathered once rather than in every forward pass.
 

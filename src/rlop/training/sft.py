@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +23,7 @@ from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.models.precision import resolve as resolve_precision
 from rlop.outputs import staged
 from rlop.training import tracking
-from rlop.distributed import is_main_process
+from rlop.distributed import is_main_process, trainer_scope
 
 log = logging.getLogger(__name__)
 
@@ -107,52 +106,56 @@ def run_sft(cfg: SFTConfig, out: str | Path) -> Path:
                     with open(metrics_path, "a") as f:
                         f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
-        if cfg.report_to == "tensorboard":  # transformers 5 reads the folder from the environment; keep it out of trainer/
-            os.environ["TENSORBOARD_LOGGING_DIR"] = str(tmp / tracking.DIR)
-        args = trl.SFTConfig(
-            output_dir=str(tmp / "trainer"),
-            num_train_epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            per_device_train_batch_size=cfg.per_device_batch_size,
-            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio in transformers >= 5
-            lr_scheduler_type=cfg.lr_scheduler,
-            weight_decay=cfg.weight_decay,
-            max_length=cfg.max_length,
-            completion_only_loss=True,
-            packing=False,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=tracking.trl_report_to(cfg.report_to),
-            seed=cfg.seed,
-            use_cpu=not torch.cuda.is_available(),
-            bf16=resolve_precision() == "bf16",
-            dataloader_num_workers=0,
-            gradient_checkpointing=cfg.gradient_checkpointing,
-            disable_tqdm=False,
-        )
-        trainer = trl.SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[JsonlMetrics()],
-        )
-        trainer.train()
-        if trainer.accelerator.is_main_process:
-            final = trainer.accelerator.unwrap_model(trainer.model)
-            if peft_config is not None:
-                final = final.merge_and_unload()
-            final = final.to(torch.float32)
-            tokenizer.padding_side = "left"
-            final.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            (tmp / "rlop_config.json").write_text(json.dumps(stage_record("sft", cfg), indent=2))
-            import shutil
-
-            shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
+        # transformers 5 reads the TensorBoard folder from the environment; keep it out of trainer/
+        env = {"TENSORBOARD_LOGGING_DIR": str(tmp / tracking.DIR)} if cfg.report_to == "tensorboard" else {}
+        with trainer_scope(env):
+            _train(trl, cfg, tmp, model, tokenizer, dataset, peft_config, [JsonlMetrics()])
     return out
 
 
+def _train(trl, cfg: SFTConfig, tmp: Path, model, tokenizer, dataset, peft_config, callbacks) -> None:
+    """TRL's SFTTrainer on ``dataset``; the main process saves the float32 (merged) model to ``tmp``."""
+    args = trl.SFTConfig(
+        output_dir=str(tmp / "trainer"),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio in transformers >= 5
+        lr_scheduler_type=cfg.lr_scheduler,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=tracking.trl_report_to(cfg.report_to),
+        seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=resolve_precision() == "bf16",
+        dataloader_num_workers=0,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        disable_tqdm=False,
+    )
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    trainer.train()
+    if trainer.accelerator.is_main_process:
+        final = trainer.accelerator.unwrap_model(trainer.model)
+        if peft_config is not None:
+            final = final.merge_and_unload()
+        final = final.to(torch.float32)
+        tokenizer.padding_side = "left"
+        final.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "rlop_config.json").write_text(json.dumps(stage_record("sft", cfg), indent=2))
+        import shutil
+
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
