@@ -35,6 +35,9 @@ def test_bootstrap_ci_brackets_mean():
 SECTION_VALUES = {"sft": ("weight_decay", 0.01, ["sft"]), "collect": ("p_label_flip", 0.2, ["collect"]),
                   "reward": ("max_grad_norm", 0.9, ["rm", "rm-spg", "rm-uml"]), "ppo": ("max_grad_norm", 0.8, ["ppo", "ppo-spg", "ppo-uml"]),
                   "sample": ("top_p", 0.95, ["samples"]), "spg": ("threshold", 0.8, ["spg"]), "bon": ("top_p", 0.85, ["bon"])}
+# values that the run's own options also give a stage (its recipe): the section, set by the user, wins
+RECIPE_VALUES = {"sft": ("max_examples", 200, ["sft"]), "collect": ("max_prompts", 48, ["collect"]), "ppo": ("response_len", 10, ["ppo", "ppo-spg", "ppo-uml"]),
+                 "sample": ("n", 3, ["samples"]), "spg": ("gamma", 0.9, ["spg"]), "bon": ("n", 3, ["bon"])}
 
 
 @pytest.mark.slow
@@ -46,7 +49,10 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     from rlop.cli import main
 
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump({section: {key: value} for section, (key, value, _) in SECTION_VALUES.items()}))
+    sections = {section: {key: value} for section, (key, value, _) in SECTION_VALUES.items()}
+    for section, (key, value, _) in RECIPE_VALUES.items():
+        sections[section][key] = value
+    cfg.write_text(yaml.safe_dump(sections))
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run" / "bon" / "stage.json").read_text())["config"]["temperature"] == 1.0  # AlpacaFarm's best-of-n
     res = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -54,9 +60,11 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert {"skl", "mi_jsd"} <= set(res["diagnostics"]["uml_terms"]["last"])
     assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml"}
     assert res["paired"]["rlp-spg"]["vs_ppo"]["n"] == 32 and len(res["methods"]["ppo"]["scores"]) == 32
-    for section, (key, value, stages) in SECTION_VALUES.items():
+    for section, (key, value, stages) in [*SECTION_VALUES.items(), *RECIPE_VALUES.items()]:
         for stage in stages:
             assert json.loads((tmp_path / "run" / stage / "stage.json").read_text())["config"][key] == value, (section, stage)
+    heldout = json.loads((tmp_path / "run" / "heldout-ppo" / "stage.json").read_text())["config"]
+    assert heldout["top_p"] == 0.95 and heldout["n"] == 4  # sample:'s sampling options; the count is heldout_samples
     report = (tmp_path / "run" / "report.md").read_text()
     for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg"):
         assert f"| {m} |" in report
@@ -69,6 +77,23 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert "| ppo-spg |" in report and "peak RSS (MB)" in report
     for ppo in ("ppo", "ppo-spg", "ppo-uml"):  # finished PPO stages keep the policy, not the resume checkpoints
         assert (tmp_path / "run" / ppo / "policy" / "config.json").exists() and not (tmp_path / "run" / ppo / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_run_on_a_preference_file_skips_collection_and_finishes(tmp_path):
+    """Step 1 done already (--preferences-file): every method, step 4 included, runs on the user's pairs."""
+    import json
+
+    from rlop.cli import main
+
+    assert main(["sandbox", "export", "--out", str(tmp_path / "w")]) == 0
+    prefs = tmp_path / "w" / "preference.jsonl"
+    assert main(["run", "--preset", "tiny", "--methods", "all", "--preferences-file", str(prefs), "--eval-prompts", "8",
+                 "--out", str(tmp_path / "run")]) == 0
+    run = tmp_path / "run"
+    assert not (run / "collect").exists() and (run / "report.md").exists()
+    assert json.loads((run / "rm-spg" / "stage.json").read_text())["config"]["train_file"] == str(prefs)
+    assert set(json.loads((run / "results.json").read_text())["methods"]) == {"sft", "bon", "ppo", "rlp-uml", "rlp-spg"}
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ is declared with :func:`opt`: a help text, and where it applies a range (``ge``,
 ``le``) and choices (a ``Literal`` type). Construction checks types, ranges, choices and the
 class's own cross-field rules (``check``), so a bad value stops a command before any model
 loads. Values resolve in this order: dataclass defaults < preset < YAML file (``--config``)
-top level < the stage's YAML section < command-line flags.
+top level < the stage's YAML section < command-line flags (under ``rlop run``, the run's own
+values for a stage come between the preset and the YAML: :mod:`rlop.pipeline.resolve`).
 
 A YAML file may hold a stage's keys at top level or under a section named after the stage
 (``sft:``, ``reward:``, ``ppo:`` ...), so one file can configure a whole ``rlop run``. Unknown
@@ -159,13 +160,13 @@ def _validate(cls, f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-def _coerce(cls, name: str, value: Any, source: str) -> Any:
+def coerce(cls, name: str, value: Any, source: str) -> Any:
     """Turn a YAML or command-line value into the field's type (strings are parsed)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if name not in fields:
         owner = _owner(cls, name)
         if owner is not None:
-            return _coerce(nested_configs(cls)[owner], name, value, source)
+            return coerce(nested_configs(cls)[owner], name, value, source)
         raise ConfigError(f"{source}: unknown option '{name}' for {cls.__name__}{_did_you_mean(name, option_names(cls))}")
     if value is None:
         return None
@@ -173,7 +174,7 @@ def _coerce(cls, name: str, value: Any, source: str) -> Any:
     if isinstance(tp, type) and issubclass(tp, StageConfig):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: option '{name}' expects a mapping of {tp.__name__} options, got {value!r}")
-        return {str(k): _coerce(tp, str(k), v, source) for k, v in value.items()}
+        return {str(k): coerce(tp, str(k), v, source) for k, v in value.items()}
     if typing.get_origin(tp) is Literal:
         return str(value) if isinstance(value, (int, float)) and str(value) in map(str, typing.get_args(tp)) else value
     try:
@@ -246,7 +247,7 @@ def yaml_values(cls, path: str | Path, section: str | None) -> tuple[dict[str, A
                 raise ConfigError(f"{path}: section '{k}:' must be a mapping of options, got {type(v).__name__} {v!r}")
             scls = cls if k == section else section_class(k)
             for key in v:
-                _coerce(scls, str(key), v[key], f"{path}: section '{k}:'")
+                coerce(scls, str(key), v[key], f"{path}: section '{k}:'")
             if k == section:
                 sec = {str(key): val for key, val in v.items()}
         elif k in own:
@@ -266,7 +267,13 @@ def build_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     section: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    pinned: set[str] | frozenset[str] = frozenset(),
 ) -> T:
+    """A validated ``cls``: defaults < ``preset`` < ``recipe`` < the YAML file's top level < its
+    ``section`` < ``overrides``. ``recipe``: values a caller derives for this stage (``rlop run``'s
+    options); ``pinned``: recipe keys that the YAML top level does not reach (they are the caller's
+    own options there, already folded into ``recipe``)."""
     values: dict[str, Any] = {}
     presets = getattr(cls, "PRESETS", {})
     if preset:
@@ -275,14 +282,16 @@ def build_config(
         if preset not in presets:
             raise ConfigError(f"unknown preset '{preset}' for {cls.__name__}; choose from {', '.join(presets)}")
         values.update(presets[preset])
+    for k, v in (recipe or {}).items():
+        values[k] = coerce(cls, k, v, "rlop run")
     if config_file:
         top, sec = yaml_values(cls, config_file, section)
-        for part in (top, sec):
+        for part in ({k: v for k, v in top.items() if k not in pinned}, sec):
             for k, v in part.items():
-                values[k] = _coerce(cls, k, v, str(config_file))
+                values[k] = coerce(cls, k, v, str(config_file))
     for k, v in (overrides or {}).items():
         if v is not None:
-            values[k] = _coerce(cls, k, v, "command line")
+            values[k] = coerce(cls, k, v, "command line")
     try:
         return cls(**_nest(cls, values))
     except TypeError as e:  # a field the class lacks, from a caller's overrides

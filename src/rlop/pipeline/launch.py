@@ -15,6 +15,7 @@ from rlop import outputs
 from rlop.config import ConfigError, build_config, read_yaml
 from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
+from rlop.pipeline.resolve import explicit_run_options
 from rlop.pipeline.run import Pipeline
 from rlop.pipeline.stages import ORDER
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
@@ -40,20 +41,21 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
                               "and rlop sandbox export")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
+    explicit = explicit_run_options(config_file, overrides)
     if cfg.seeds:
-        return _run_seeds(cfg, config_file, out, force, overwrite)
+        return _run_seeds(cfg, config_file, out, force, overwrite, explicit | {"seed"})
     main = is_main_process()
     with outputs.claim(out, "run", overwrite, main=main) as out:
         if main:
             _own_run_entries(out)
-        p = Pipeline(cfg, out, config_file)
+        p = Pipeline(cfg, out, config_file, explicit=explicit)
         if force and main:
             p.force(force)
         barrier()
         return p.run()
 
 
-def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: str | None, overwrite: bool) -> dict:
+def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: str | None, overwrite: bool, explicit: set[str]) -> dict:
     """``--seeds``: one run per seed in ``out/seed-S``, the shared stages in ``out/shared``, then the comparison in ``out``."""
     seeds, main = cfg.seed_list(), is_main_process()
     with outputs.claim(out, "run-seeds", overwrite, main=main) as out:
@@ -72,7 +74,7 @@ def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: 
                     if main:
                         _own_run_entries(seed_dir)
                     p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=seeds[0],
-                                 later_seeds=len(seeds) - 1 - i, timings=timings)
+                                 later_seeds=len(seeds) - 1 - i, timings=timings, explicit=explicit)
                     if force and main:
                         p.force(force, shared=i == 0)
                     barrier()

@@ -9,7 +9,8 @@ Stages (each a folder of the run directory, written atomically and skipped when 
 The RLP variants and their stages come from :data:`rlop.rlp.variants.VARIANTS` (today
 rlp-uml: rm-uml -> ppo-uml; rlp-spg: spg -> rm-spg -> ppo-spg). Each stage's YAML section
 (``sft:``, ``collect:``, ``reward:``, ``ppo:``, ``sample:``, ``spg:``, ``bon:``) applies as under
-its own command; the run's own options (``run:`` or flags) win where they overlap.
+its own command, above the values the run's options give the stage; a run option the user set
+and a section key that disagree are refused (:mod:`rlop.pipeline.resolve`).
 
 PPO stages resume from their last checkpoint when a run was interrupted. ``--force STAGE``
 redoes a stage and every stage that reads its output (:data:`STAGE_INPUTS`), nothing else.
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlop import outputs
-from rlop.config import ConfigError, build_config
+from rlop.config import ConfigError
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
-from rlop.evaluation.diagnostics import accuracy_with_interval, aux_loss_terms, gold_pairs_from_samples, synthetic_pair_accuracy
+from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
 from rlop.evaluation.winrate import gold_success_rate, win_rate
@@ -38,10 +39,11 @@ from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
+from rlop.pipeline.resolve import StageResolver
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
 from rlop.rewards import RewardModelReward
-from rlop.rlp.variants import VARIANTS
+from rlop.rlp.variants import VARIANTS, Step4Context
 from rlop.sandbox.collect import CollectConfig, run_collect
 from rlop.sandbox.gold import GoldAnnotator
 from rlop.training.best_of_n import BestOfNConfig, best_of_n
@@ -62,23 +64,6 @@ def _stage_record(key: str, started: float, config: Any) -> str:
     return json.dumps(rec)
 
 
-class Step4Context:
-    """What a variant's step 4 gets (see :mod:`rlop.rlp.variants`)."""
-    def __init__(self, pipeline: "Pipeline", sft: Path, preferences: str, reward_model: Path, samples: str):
-        self.pipeline, self.run_cfg, self.keys = pipeline, pipeline.cfg, pipeline.keys
-        self.sft, self.preferences, self.reward_model, self.samples = sft, preferences, reward_model, samples
-
-    def stage_cfg(self, cls, section: str, **overrides):
-        """A stage config from the run's preset and YAML file, with ``overrides`` last."""
-        return self.pipeline._stage_cfg(cls, section, **overrides)
-
-    def run_stage(self, name: str, key_parts: tuple, fn: Callable[[Path], Any], config: Any = None) -> Path:
-        """Run ``fn(folder)`` as the cached, atomically published stage ``name``; returns its folder.
-
-        ``key_parts`` decide when the cached folder is stale; ``config`` is recorded in its ``stage.json``."""
-        return self.pipeline.run_stage(name, _key(*key_parts), fn, config=config)
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps([parts, resolve_precision()], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -86,11 +71,12 @@ def _key(*parts: Any) -> str:
 class Pipeline:
     def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print,
                  shared: tuple[str, ...] = (), shared_dir: Path | None = None, shared_seed: int = 0, later_seeds: int = 0,
-                 timings: dict | None = None):
+                 timings: dict | None = None, explicit: set[str] | None = None):
         """``shared``: with ``--seeds``, stages computed once (with ``shared_seed``, the first seed) in
         ``shared_dir`` and read by every seed; every other stage is this seed's own, in ``out``.
         ``later_seeds`` (seeds still to run after this one) and ``timings`` (stage timings of the
-        seeds before) make the printed ETA that of the whole command."""
+        seeds before) make the printed ETA that of the whole command. ``explicit``: the run options the
+        user set (:func:`rlop.pipeline.resolve.explicit_run_options`); a YAML key that contradicts one is refused."""
         self.cfg, self.out, self.config_file, self.log = cfg, Path(out), config_file, log
         self.shared = set(shared)
         self.shared_dir, self.shared_seed = shared_dir, shared_seed
@@ -101,6 +87,7 @@ class Pipeline:
         self.gold = None  # the sandbox's gold scorer, when the unlabeled prompts are sandbox tasks
         self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None), timings={} if timings is None else timings)
         self.later_seeds = later_seeds
+        self.stage_cfg = StageResolver(cfg, config_file, explicit or set(), self._seed)
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
@@ -168,26 +155,13 @@ class Pipeline:
                 with outputs.lock(d):
                     outputs.remove_owned(d)
 
-    def _stage_cfg(self, cls, section: str, stage: str | None = None, **overrides):
-        """A stage config as its command builds it (preset, YAML, then ``overrides``).
-
-        The run's ``--seed S`` reaches every stage: stages whose seed the run sets itself get it
-        in ``overrides``; the others (SFT, reward models, PPO) run with their own seed plus S,
-        so ``--seed 0`` keeps each stage's documented seed and another S changes all of them.
-        A ``stage`` shared by several seeds uses the first seed."""
-        cfg = build_config(cls, self.cfg.preset, self.config_file, overrides, section=section)
-        run_seed = self._seed(stage)
-        if "seed" not in overrides and run_seed and hasattr(cfg, "seed"):
-            cfg = dataclasses.replace(cfg, seed=cfg.seed + run_seed)
-        return cfg
-
     # ------------------------------------------------------------------ the algorithm
     def run(self) -> dict[str, Any]:
         c = self.cfg
         if self.main:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
-        sft_cfg = self._stage_cfg(SFTConfig, "sft", "sft", train_file=c.sft_file, max_examples=c.sandbox_sft)
-        self.progress.estimates = self.plan(sft_cfg, self._stage_cfg(RewardConfig, "reward"), self._stage_cfg(PPOConfig, "ppo"))
+        sft_cfg = self.stage_cfg(SFTConfig, "sft", "sft", recipe={"train_file": ("sft_file", c.sft_file), "max_examples": ("sandbox_sft", c.sandbox_sft)})
+        self.progress.estimates = self.plan(sft_cfg, self.stage_cfg(RewardConfig, "reward", "rm"), self._ppo_cfg("ppo", Path(), Path()))
         self.progress.later = self.later_seeds * sum(e for s, e in self.progress.estimates.items() if s not in self.shared)
         eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
         if c.eval_annotator == "gold":
@@ -237,17 +211,18 @@ class Pipeline:
         if c.preferences_file:  # step 1 done already: the user's labelled pairs
             prefs, dep = c.preferences_file, source_digest(c.preferences_file)
         else:
-            ccfg = self._stage_cfg(CollectConfig, "collect", policy=str(sft), prompts_file=c.preference_prompts_file, max_prompts=c.preference_prompts,
-                                   max_new_tokens=c.max_new_tokens, seed=self._seed("collect"))
+            ccfg = self.stage_cfg(CollectConfig, "collect", "collect", wired={"policy": str(sft)},
+                                  recipe={"prompts_file": ("preference_prompts_file", c.preference_prompts_file),
+                                          "max_prompts": ("preference_prompts", c.preference_prompts),
+                                          "max_new_tokens": ("max_new_tokens", c.max_new_tokens), "seed": ("seed", self._seed("collect"))})
             col = self.run_stage("collect", _key("collect", ccfg, self.keys["sft"], source_digest(c.preference_prompts_file)),
                                  lambda d: run_collect(ccfg, d), config=ccfg)
             prefs, dep = str(col / "preferences.jsonl"), self.keys["collect"]
-        rm_cfg = self._stage_cfg(RewardConfig, "reward", "rm", model=str(sft), train_file=prefs, max_train_pairs=0)
+        rm_cfg = self.stage_cfg(RewardConfig, "reward", "rm", recipe={"max_train_pairs": (None, 0)}, wired={"model": str(sft), "train_file": prefs})
         rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["sft"], dep), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
-            pcfg = self._stage_cfg(PPOConfig, "ppo", policy=str(sft), reward=str(reward_dir), response_len=c.max_new_tokens,
-                                   prompts_file=c.unlabeled_file)
+            pcfg = self._ppo_cfg(name, sft, reward_dir)
 
             def do(d: Path) -> None:
                 run_ppo(pcfg, d, resume=True, gold=self.gold)
@@ -260,15 +235,25 @@ class Pipeline:
         policies["ppo"] = ppo_stage("ppo", rm, "rm") / "policy"
         variants = [v for v in VARIANTS.values() if v.method in self.methods]
         if variants:
-            scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policies["ppo"]), prompts_file=c.unlabeled_file, max_prompts=c.unlabeled_prompts,
-                                   n=c.samples_per_prompt, max_new_tokens=c.max_new_tokens, seed=c.seed)
+            scfg = self.stage_cfg(SampleConfig, "sample", "samples", wired={"policy": str(policies["ppo"])},
+                                  recipe={"prompts_file": ("unlabeled_file", c.unlabeled_file), "max_prompts": ("unlabeled_prompts", c.unlabeled_prompts),
+                                          "n": ("samples_per_prompt", c.samples_per_prompt), "max_new_tokens": ("max_new_tokens", c.max_new_tokens),
+                                          "seed": ("seed", c.seed)})
             samples = self.run_stage("samples", _key("samples", scfg, self.keys["ppo"]), lambda d: run_sample(scfg, d), config=scfg)
-            ctx = Step4Context(self, sft, prefs, rm, str(samples / "samples.jsonl"))
+            ctx = Step4Context(run=c, sft=sft, sft_key=self.keys["sft"], preferences=prefs, preferences_key=dep, reward_model=rm,
+                               reward_model_key=self.keys["rm"], samples=str(samples / "samples.jsonl"), samples_key=self.keys["samples"],
+                               stage_cfg=self.stage_cfg, run_stage=lambda name, parts, fn, config=None: self.run_stage(name, _key(*parts), fn, config=config))
             for v in variants:
                 policies[v.method] = ppo_stage(v.ppo_stage, v.run_step4(ctx), v.reward_stage) / "policy"
         return rm
 
     # ------------------------------------------------------------------ helpers
+    def _ppo_cfg(self, name: str, sft: Path, reward_dir: Path) -> PPOConfig:
+        """Steps 3 and 5: PPO from SFT on ``reward_dir``."""
+        c = self.cfg
+        return self.stage_cfg(PPOConfig, "ppo", name, wired={"policy": str(sft), "reward": str(reward_dir)},
+                              recipe={"response_len": ("max_new_tokens", c.max_new_tokens), "prompts_file": ("unlabeled_file", c.unlabeled_file)})
+
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
         """Stages this run will go through, in order, with their estimated seconds."""
         c, u = self.cfg, SECONDS_PER_UNIT
@@ -308,8 +293,10 @@ class Pipeline:
         return [r["outputs"] for r in read_jsonl_plain(d / "outputs.jsonl")]
 
     def _bon(self, sft: Path, rm: Path, eval_ex) -> list[str]:
-        bcfg = self._stage_cfg(BestOfNConfig, "bon", policy=str(sft), reward=str(rm), n=self.cfg.bon_n, draws=self.cfg.eval_samples,
-                               temperature=self.cfg.bon_temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self._seed("bon") + 1)
+        c = self.cfg
+        bcfg = self.stage_cfg(BestOfNConfig, "bon", "bon", wired={"policy": str(sft), "reward": str(rm)},
+                              recipe={"n": ("bon_n", c.bon_n), "draws": ("eval_samples", c.eval_samples), "temperature": ("bon_temperature", c.bon_temperature),
+                                      "max_new_tokens": ("max_new_tokens", c.max_new_tokens), "seed": ("seed", self._seed("bon") + 1)})
 
         def do(d: Path) -> None:
             write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
@@ -332,12 +319,15 @@ class Pipeline:
         heldout = {}
         if c.heldout_prompts and "ppo" in policies:
             for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
-                scfg = self._stage_cfg(SampleConfig, "sample", policy=str(policy), prompts_file=c.heldout_file, max_prompts=c.heldout_prompts,
-                                       n=c.heldout_samples, max_new_tokens=c.max_new_tokens, seed=self._seed(stage) + 2)
+                # the held-out samples take the sample: section's sampling options; what they sample is the run's heldout_* options
+                scfg = self.stage_cfg(SampleConfig, "sample", stage, recipe={"max_new_tokens": ("max_new_tokens", c.max_new_tokens)}, shared_section=True,
+                                      wired={"policy": str(policy), "prompts_file": c.heldout_file, "max_prompts": c.heldout_prompts,
+                                             "n": c.heldout_samples, "seed": self._seed(stage) + 2})
                 heldout[stage] = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
                                                 lambda d: run_sample(scfg, d), config=scfg)
         # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
-        key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", "spg", "rm-uml"]})
+        variant_stages = [st for v in VARIANTS.values() for st in v.stages]
+        key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", *variant_stages]})
         cache = self.out / "diagnostics.json"
         try:
             cached = json.loads(cache.read_text())
@@ -355,11 +345,8 @@ class Pipeline:
         if f.exists():
             pairs = gold_pairs_from_samples(f)
             out["step4_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
-        if (self.stage_dir("spg") / "synthetic.jsonl").exists():
-            out["spg_pairs"] = synthetic_pair_accuracy(self.stage_dir("spg") / "synthetic.jsonl")
-        terms = aux_loss_terms(self.stage_dir("rm-uml") / "metrics.jsonl")
-        if terms:
-            out["uml_terms"] = terms
+        for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own entries, in the order of its RM row
+            out.update(v.diagnostics(self.stage_dir))
         if self.main:
             atomic_write_text(cache, json.dumps({"key": key, "diagnostics": out}))
         return out

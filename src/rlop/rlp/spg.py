@@ -199,10 +199,24 @@ def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
 
 def step4(ctx) -> Path:
     """RLP-SPG's step 4 in ``rlop run``: synthetic pairs from the PPO policy's samples, then the RM retrained on D plus them."""
-    c = ctx.run_cfg
-    scfg = ctx.stage_cfg(SPGConfig, "spg", samples=ctx.samples, reward_model=str(ctx.reward_model), judge=c.judge, gamma=c.gamma, seed=c.seed)
-    spg = ctx.run_stage("spg", ("spg", scfg, ctx.keys["samples"]), lambda d: run_spg(scfg, d), config=scfg)
+    c = ctx.run
+    scfg = ctx.stage_cfg(SPGConfig, "spg", "spg", recipe={"judge": ("judge", c.judge), "gamma": ("gamma", c.gamma), "seed": ("seed", c.seed)},
+                         wired={"samples": ctx.samples, "reward_model": str(ctx.reward_model)})
+    spg = ctx.run_stage("spg", ("spg", scfg, ctx.samples_key), lambda d: run_spg(scfg, d), config=scfg)
     syn = spg / "synthetic.jsonl"
-    rcfg = ctx.stage_cfg(RewardConfig, "reward", model=str(ctx.sft), train_file=ctx.preferences, max_train_pairs=0,
-                         synthetic_file=str(syn) if syn.stat().st_size > 0 else "")
-    return ctx.run_stage("rm-spg", ("rm-spg", rcfg, ctx.keys["spg"], ctx.keys["collect"]), lambda d: run_reward(rcfg, d), config=rcfg)
+    rcfg = ctx.stage_cfg(RewardConfig, "reward", "rm-spg", recipe={"max_train_pairs": (None, 0)},
+                         wired={"model": str(ctx.sft), "train_file": ctx.preferences, "synthetic_file": str(syn) if syn.stat().st_size > 0 else ""})
+    spg_key = _stage_key(spg)
+    return ctx.run_stage("rm-spg", ("rm-spg", rcfg, spg_key, ctx.preferences_key), lambda d: run_reward(rcfg, d), config=rcfg)
+
+
+def _stage_key(folder: Path) -> str:
+    return json.loads((folder / "stage.json").read_text())["key"]
+
+
+def diagnose(stage_dir) -> dict:
+    """SPG's synthetic pairs scored against the gold (sandbox samples only)."""
+    from rlop.evaluation.diagnostics import synthetic_pair_accuracy
+
+    f = stage_dir("spg") / "synthetic.jsonl"
+    return {"spg_pairs": synthetic_pair_accuracy(f)} if f.exists() else {}

@@ -151,6 +151,14 @@ def step4(ctx) -> Path:
     """RLP-UML's step 4 in ``rlop run``: retrain the RM from SFT with the MIB loss on the PPO policy's samples."""
     from rlop.training.reward import RewardConfig
 
-    ucfg = ctx.stage_cfg(RewardConfig, "reward", model=str(ctx.sft), train_file=ctx.preferences, max_train_pairs=0,
-                         views_file=ctx.samples, rep_loss="mib")
-    return ctx.run_stage("rm-uml", ("rm-uml", ucfg, ctx.keys["samples"], ctx.keys["collect"]), lambda d: run_uml_reward(ucfg, d), config=ucfg)
+    ucfg = ctx.stage_cfg(RewardConfig, "reward", "rm-uml", recipe={"max_train_pairs": (None, 0)},
+                         wired={"model": str(ctx.sft), "train_file": ctx.preferences, "views_file": ctx.samples, "rep_loss": "mib"})
+    return ctx.run_stage("rm-uml", ("rm-uml", ucfg, ctx.samples_key, ctx.preferences_key), lambda d: run_uml_reward(ucfg, d), config=ucfg)
+
+
+def diagnose(stage_dir) -> dict:
+    """The MIB terms of the retrained RM's training (mi, skl), from its metrics."""
+    from rlop.evaluation.diagnostics import aux_loss_terms
+
+    terms = aux_loss_terms(stage_dir("rm-uml") / "metrics.jsonl")
+    return {"uml_terms": terms} if terms else {}

@@ -5,18 +5,37 @@ Each variant names its method (a row of the results), the stage folders its step
 its step 4, and a cost model for the run ETA. ``rlop run`` derives its stage order, cache
 keys, outputs, diagnostics and report rows from this table.
 
-A step-4 function gets a :class:`rlop.pipeline.run.Step4Context`: the SFT model, the
-preference file D, the step-2 reward model, the PPO policy's samples on unlabeled prompts,
-``stage_cfg`` (a stage config from presets, YAML and overrides) and ``run_stage`` (a cached,
-atomic stage). To add a variant, write its step-4 function in a new module and add one line
-below.
+A step-4 function gets a :class:`Step4Context`: its inputs, each with the cache key of the
+stage (or source file) it came from (the SFT model, the preference file D, the step-2 reward
+model, the PPO policy's samples on unlabeled prompts), ``stage_cfg`` (a stage config as
+``rlop run`` resolves it, :mod:`rlop.pipeline.resolve`) and ``run_stage`` (a cached, atomic
+stage). A variant may name a ``diagnose`` function: ``(stage_dir) -> dict`` of extra entries for
+the run's diagnostics (``stage_dir(name)`` is the folder of one of its stages). To add a variant,
+write its step-4 function in a new module and add one line below.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Step4Context:
+    """What a variant's step 4 is given; ``*_key`` is the cache key of the stage or file each input came from."""
+    run: Any  # the run's RunConfig (seed, judge, gamma ...), read-only
+    sft: Path
+    sft_key: str
+    preferences: str  # D, a preference file
+    preferences_key: str
+    reward_model: Path  # the step-2 reward model
+    reward_model_key: str
+    samples: str  # the step-3 policy's samples on the unlabeled prompts (samples.jsonl)
+    samples_key: str
+    stage_cfg: Callable[..., Any]  # (cls, section, stage, recipe=..., wired=...) -> config, see rlop.pipeline.resolve
+    run_stage: Callable[..., Path]  # (name, key_parts, fn(folder), config) -> the published stage folder
 
 
 @dataclass(frozen=True)
@@ -26,18 +45,28 @@ class Variant:
     ppo_stage: str  # step 5: PPO from SFT on that reward model
     step4: str  # "module:function" taking a Step4Context, returning the reward-model folder
     cost: Callable[[float, float], dict[str, float]]  # (seconds of one step-2 RM, of one SPG clustering pass) -> stage estimates
+    diagnose: str = ""  # "module:function" taking stage_dir (name -> Path), returning extra diagnostics entries
 
     @property
     def reward_stage(self) -> str:
         return self.stages[-1]
 
-    def run_step4(self, ctx):
-        module, _, fn = self.step4.partition(":")
-        return getattr(importlib.import_module(module), fn)(ctx)
+    def run_step4(self, ctx: Step4Context) -> Path:
+        return _load(self.step4)(ctx)
+
+    def diagnostics(self, stage_dir: Callable[[str], Path]) -> dict[str, Any]:
+        return _load(self.diagnose)(stage_dir) if self.diagnose else {}
+
+
+def _load(spec: str) -> Callable:
+    module, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 # the order is the order of the methods in results.json and the report
 VARIANTS: dict[str, Variant] = {v.method: v for v in (
-    Variant("rlp-uml", ("rm-uml",), "ppo-uml", "rlop.rlp.uml:step4", lambda rm, spg: {"rm-uml": rm * 1.8}),
-    Variant("rlp-spg", ("spg", "rm-spg"), "ppo-spg", "rlop.rlp.spg:step4", lambda rm, spg: {"spg": spg, "rm-spg": rm * 1.1}),
+    Variant("rlp-uml", ("rm-uml",), "ppo-uml", "rlop.rlp.uml:step4", lambda rm, spg: {"rm-uml": rm * 1.8},
+            "rlop.rlp.uml:diagnose"),
+    Variant("rlp-spg", ("spg", "rm-spg"), "ppo-spg", "rlop.rlp.spg:step4", lambda rm, spg: {"spg": spg, "rm-spg": rm * 1.1},
+            "rlop.rlp.spg:diagnose"),
 )}
