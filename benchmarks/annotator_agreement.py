@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rlop.config import build_config
 from rlop.evaluation.agreement import AgreementConfig, run_agreement, summary
-from rlop.training.reward import RewardConfig, run_reward
+from rlop.training.reward_trainer import RewardConfig, run_reward
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "annotations_alpaca_eval_gpt4"
 

@@ -49,7 +49,7 @@ def one_step(size: str, model_dir: Path) -> dict:
     import torch
 
     from rlop.config import build_config
-    from rlop.rewards import CallableReward
+    from rlop.reward_functions import CallableReward
     from rlop.training.ppo import PPOConfig, PPOTrainer
 
     torch.cuda.reset_peak_memory_stats()

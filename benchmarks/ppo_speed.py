@@ -77,7 +77,7 @@ RLOP_CHILD = textwrap.dedent('''
 import json, resource, sys, time
 from rlop.config import build_config
 from rlop.data.io import InstructionExample
-from rlop.rewards import load_reward
+from rlop.reward_functions import load_reward
 from rlop.training.ppo import PPOConfig, PPOTrainer
 model_dir, rm_dir, prompts_file, steps, batch, resp, out, logprobs = sys.argv[1:9]
 steps, batch, resp = int(steps), int(batch), int(resp)

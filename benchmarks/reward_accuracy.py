@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from rlop.config import build_config
-from rlop.training.reward import RewardConfig, run_reward
+from rlop.training.reward_trainer import RewardConfig, run_reward
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf" / "harmless_base_test.jsonl"
 

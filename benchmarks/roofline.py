@@ -48,7 +48,7 @@ def main() -> None:
     from rlop.models.generation import HFBackend, SamplingConfig, cache_kwarg, cache_of, encode_prompts
     from rlop.models.loading import load_causal_lm, load_tokenizer
     from rlop.models.precision import autocast, resolve
-    from rlop.models.reward import position_ids_from_mask
+    from rlop.models.reward_model import position_ids_from_mask
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", default="1,8,16,32")

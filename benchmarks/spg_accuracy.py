@@ -22,7 +22,7 @@ import argparse
 import itertools
 from pathlib import Path
 
-from rlop.rewards import RewardModelReward
+from rlop.reward_functions import RewardModelReward
 from rlop.rlp.judges import AnswerJudge, make_judge
 from rlop.data.samples import load_samples
 from rlop.evaluation.diagnostics import wilson_interval

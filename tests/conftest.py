@@ -41,10 +41,13 @@ def tiny_sft(tmp_path_factory):
 
 
 @pytest.fixture
-def precision():
-    """Set rlop's compute precision inside a test: ``precision("fp32")``; restored afterwards."""
+def precision(monkeypatch):
+    """Pin what ``auto`` precision means inside a test: ``precision("fp32")`` ($RLOP_PRECISION, restored afterwards)."""
     from rlop.models import precision as P
 
-    before = P._setting
-    yield P.set_precision
-    P._setting = before
+    def pin(value: str) -> None:
+        if value not in P.CHOICES:
+            raise ValueError(f"precision must be one of {', '.join(P.CHOICES)}, not {value!r}")
+        monkeypatch.setenv("RLOP_PRECISION", value)
+
+    return pin

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from rlop.config import build_config
 from rlop.data.formatting import format_prompt
 from rlop.models.generation import SamplingConfig
-from rlop.rewards import CallableReward
+from rlop.reward_functions import CallableReward
 from rlop.distributed import gathered_for_sampling
 from rlop.training.ppo import PPOConfig, PPOTrainer
 from tests import helpers_rewards

@@ -7,7 +7,7 @@ import torch
 
 from rlop.config import build_config
 from rlop.rlp.uml import build_rep_loss
-from rlop.training.reward import RewardConfig, RewardTrainer, load_reward_data
+from rlop.training.reward_trainer import RewardConfig, RewardTrainer, load_reward_data
 
 out, per_device, rep, views = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cfg = build_config(RewardConfig, "tiny", overrides={"per_device_batch_size": per_device, "max_train_pairs": 32, "rep_loss": rep,

@@ -376,7 +376,7 @@ def test_reward_annotator_scores_each_distinct_output_once_with_the_pairwise_ver
 
 
 def test_batched_scores_follow_the_input_order_and_equal_unbatched_ones():
-    from rlop.models.reward import RewardModelScorer
+    from rlop.models.reward_model import RewardModelScorer
 
     scorer = RewardModelScorer("tiny", batch_size=2)
     texts = ["a long text " * 9, "short", "a middle text here", "x", "another fairly long text " * 3]

@@ -12,7 +12,7 @@ from rlop.data.formatting import format_prompt
 from rlop.data.io import load_instructions
 from rlop.models.generation import Generation, HFBackend, SamplingConfig, encode_prompts
 from rlop.models.loading import load_causal_lm, load_tokenizer
-from rlop.rewards import CallableReward
+from rlop.reward_functions import CallableReward
 from rlop.training.ppo import PPOConfig, PPOTrainer
 from rlop.utils import derive_seed
 from tests import helpers_rewards
@@ -124,7 +124,7 @@ def test_sampler_logprobs_are_the_policy_log_probs_of_the_sampled_tokens(tiny_to
     """With ``logprobs`` the backend returns each sampled token's log-prob and entropy at the
     sampling temperature: those a full forward pass of the model gives (PPO's recompute), with
     finished rows pruned from the batch and split over several generation batches; 0 on padding."""
-    from rlop.training.rollout import response_logprobs
+    from rlop.training.actor_critic import response_logprobs
 
     precision("fp32")
     model = load_causal_lm("tiny")
@@ -225,7 +225,7 @@ def test_ppo_drives_the_backend(tiny_sft, tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_sft, precision):
     from rlop.models.loading import load_reward_model
-    from rlop.training.rollout import ActorCritic, disable_dropout
+    from rlop.training.actor_critic import ActorCritic, disable_dropout
 
     precision("fp32")
     tok = load_tokenizer(str(tiny_sft))

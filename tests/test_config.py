@@ -82,7 +82,7 @@ def test_bad_yaml_is_rejected_with_file_and_key(tmp_path, text, message):
 
 def test_cross_field_rules():
     from rlop.training.ppo import PPOConfig
-    from rlop.training.reward import RewardConfig
+    from rlop.training.reward_trainer import RewardConfig
 
     with pytest.raises(ConfigError, match="needs --views-file"):
         build_config(RewardConfig, overrides={"rep_loss": "mib"})
@@ -113,7 +113,7 @@ def test_precedence_for_every_stage(tmp_path, section):
 
 
 def test_uml_options_are_flat_flags_and_yaml_keys_or_a_nested_section(tmp_path):
-    from rlop.training.reward import RewardConfig
+    from rlop.training.reward_trainer import RewardConfig
 
     f = tmp_path / "c.yaml"
     f.write_text("reward:\n  head_hidden: 7\n  uml:\n    rep_lambda: 2\n")

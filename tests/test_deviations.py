@@ -22,7 +22,7 @@ def test_ppo_learning_rate_decays_over_the_planned_run_by_default():
 
 
 def test_dropout_is_turned_off_for_ppo():
-    from rlop.training.rollout import disable_dropout
+    from rlop.training.actor_critic import disable_dropout
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.3))
     model.config = SimpleNamespace(attention_dropout=0.1, hidden_size=2)
@@ -44,7 +44,7 @@ def test_infomax_critic_reads_a_detached_representation():
 
 
 def test_reward_model_scores_at_the_length_it_was_trained_with(tmp_path):
-    from rlop.models.reward import trained_max_length
+    from rlop.models.reward_model import trained_max_length
 
     assert trained_max_length(tmp_path) == 512
     (tmp_path / "rlop_config.json").write_text(json.dumps({"stage": "reward", "max_length": 192}))
@@ -61,7 +61,7 @@ def test_best_of_n_in_rlop_run_samples_at_alpacafarm_temperature():
 def test_every_training_stage_has_the_same_tracking_option():
     from rlop.training import tracking
     from rlop.training.ppo import PPOConfig
-    from rlop.training.reward import RewardConfig
+    from rlop.training.reward_trainer import RewardConfig
     from rlop.training.sft import SFTConfig
 
     for cls in (SFTConfig, RewardConfig, PPOConfig):
@@ -85,3 +85,17 @@ def test_uml_loss_terms_are_summarised_first_and_last_tenth(tmp_path):
     assert t["first"]["mi_jsd"] == pytest.approx(0.05) and t["last"]["mi_jsd"] == pytest.approx(1.85)
     assert t["first"]["skl"] == 2.0 and t["last"]["skl"] == 0.0  # a collapsing bottleneck shows
     assert aux_loss_terms(tmp_path / "none.jsonl") is None
+
+
+def test_tensorboard_tracking_writes_event_files_for_sft_reward_and_ppo(tmp_path):
+    """--report-to tensorboard really logs (tensorboardX is in the test extras): event files under OUT/tracking."""
+    from rlop.cli import main
+
+    sft, rm, ppo = tmp_path / "sft", tmp_path / "rm", tmp_path / "ppo"
+    assert main(["sft", "--preset", "tiny", "--report-to", "tensorboard", "--out", str(sft)]) == 0
+    assert main(["reward", "--preset", "tiny", "--model", str(sft), "--report-to", "tensorboard", "--out", str(rm)]) == 0
+    assert main(["ppo", "--preset", "tiny", "--policy", str(sft), "--reward", str(rm), "--steps", "1", "--report-to", "tensorboard",
+                 "--out", str(ppo)]) == 0
+    for out in (sft, rm, ppo):
+        events = list((out / "tracking").rglob("events.out.tfevents*"))
+        assert events and all(e.stat().st_size > 0 for e in events), out

@@ -5,7 +5,7 @@ import torch
 from rlop.data import format_prompt
 from rlop.models.generation import HFBackend, SamplingConfig
 from rlop.models.loading import load_causal_lm, load_reward_model
-from rlop.models.reward import last_hidden_state, reward_from_hidden, tokenize_texts
+from rlop.models.reward_model import last_hidden_state, reward_from_hidden, tokenize_texts
 
 
 def test_tiny_model_uses_smollm2_tokenizer_pad_equals_eos(tiny_tok):

@@ -89,9 +89,12 @@ def test_run_on_a_preference_file_skips_collection_and_finishes(tmp_path):
     assert main(["sandbox", "export", "--out", str(tmp_path / "w")]) == 0
     prefs = tmp_path / "w" / "preference.jsonl"
     assert main(["run", "--preset", "tiny", "--methods", "all", "--preferences-file", str(prefs), "--eval-prompts", "8",
-                 "--out", str(tmp_path / "run")]) == 0
+                 "--precision", "fp32", "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run"
     assert not (run / "collect").exists() and (run / "report.md").exists()
+    for stage in ("sft", "rm", "ppo", "samples", "spg", "rm-spg", "rm-uml", "ppo-spg", "bon", "outputs-ppo"):
+        record = json.loads((run / stage / "stage.json").read_text())
+        assert record["precision"] == "fp32" and record.get("config", {}).get("precision", "fp32") == "fp32", stage
     assert json.loads((run / "rm-spg" / "stage.json").read_text())["config"]["train_file"] == str(prefs)
     assert set(json.loads((run / "results.json").read_text())["methods"]) == {"sft", "bon", "ppo", "rlp-uml", "rlp-spg"}
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlop.config import build_config
-from rlop.rewards import CallableReward, load_reward
+from rlop.reward_functions import CallableReward, load_reward
 from rlop.training.ppo import NonFiniteLoss, PPOConfig, PPOTrainer, run_ppo
 from tests import helpers_rewards
 
@@ -134,17 +134,17 @@ def test_sampler_logprobs_equal_the_recomputed_ones_with_one_forward_pass_fewer(
     """--rollout-logprobs sampler keeps the sampling step's log-probs and entropies (TRL's way):
     the same rollout, the same numbers up to rounding, and no policy pass in the scoring."""
     import rlop.training.ppo as ppo_module
-    import rlop.training.rollout as rollout_module
+    import rlop.training.actor_critic as actor_critic_module
 
     precision("fp32")
     passes = {"n": 0}
-    original = rollout_module.response_logprobs
+    original = actor_critic_module.response_logprobs
 
     def counted(*a, **kw):
         passes["n"] += 1
         return original(*a, **kw)
 
-    monkeypatch.setattr(rollout_module, "response_logprobs", counted)
+    monkeypatch.setattr(actor_critic_module, "response_logprobs", counted)
     monkeypatch.setattr(ppo_module, "response_logprobs", counted)
     reward = CallableReward(helpers_rewards.letter_e)
     runs = {}

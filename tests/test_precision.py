@@ -7,47 +7,55 @@ from rlop.data.formatting import format_prompt
 from rlop.models import precision as P
 from rlop.models.generation import HFBackend, SamplingConfig
 from rlop.models.loading import load_causal_lm, load_reward_model
-from rlop.models.reward import RewardModelScorer
+from rlop.models.reward_model import RewardModelScorer
 
 
 def test_explicit_settings_resolve_to_themselves(precision):
-    precision("fp32")
-    assert P.resolve("cpu") == "fp32"
-    with P.autocast("cpu"):
+    precision("bf16")  # $RLOP_PRECISION pins auto only
+    assert P.resolve("fp32", "cpu") == "fp32"
+    with P.autocast("cpu", "fp32"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
-    precision("bf16")
-    assert P.resolve("cpu") == "bf16"
-    with P.autocast("cpu"):
+    precision("fp32")
+    assert P.resolve("bf16", "cpu") == "bf16"
+    with P.autocast("cpu", "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
 
 
-def test_auto_follows_the_hardware(precision):
-    precision("auto")
-    assert P.resolve("cpu") == ("bf16" if P.native_bf16("cpu") else "fp32")
+def test_auto_follows_the_environment_then_the_hardware(precision, monkeypatch):
+    precision("fp32")
+    assert P.resolve("auto", "cpu") == "fp32"
+    with P.autocast("cpu"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.delenv("RLOP_PRECISION")
+    assert P.resolve("auto", "cpu") == ("bf16" if P.native_bf16("cpu") else "fp32")
 
 
-def test_bad_setting_is_refused(precision):
+def test_bad_setting_is_refused(precision, monkeypatch):
     with pytest.raises(ValueError, match="precision must be one of"):
         precision("fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        P.resolve("fp16")
+    monkeypatch.setenv("RLOP_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="RLOP_PRECISION must be one of"):
+        P.resolve("auto")
 
 
-def test_cli_flag_sets_precision(tmp_path, precision):
+def test_precision_is_a_flag_of_each_stage_command(tmp_path):
     from rlop.cli import build_parser
 
-    args = build_parser().parse_args(["sandbox", "export", "--out", str(tmp_path), "--precision", "fp32"])
-    assert args.precision == "fp32"
+    for command in ("sft", "reward", "ppo", "sample", "bon", "collect", "spg", "eval", "run"):
+        args = build_parser().parse_args([command, "--out", str(tmp_path), "--precision", "fp32"])
+        assert args.cfg__precision == "fp32", command
 
 
 def test_bf16_rewards_and_greedy_text_track_fp32(tiny_tok, tmp_path, precision):
     rm = load_reward_model("tiny")
     texts = ["a short answer", "a somewhat longer answer with more words in it"]
-    precision("fp32")
-    ref = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok).score_texts(texts)
-    precision("bf16")
-    low = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok).score_texts(texts)
+    ref = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok, precision="fp32").score_texts(texts)
+    low = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok, precision="bf16").score_texts(texts)
     assert low == pytest.approx(ref, abs=0.05 * max(1.0, max(abs(x) for x in ref)))
     m = load_causal_lm("tiny")
     prompt = [format_prompt(tiny_tok, "Write about the sea", "")]
     greedy = SamplingConfig(max_new_tokens=6, do_sample=False)
-    out = HFBackend(m, tiny_tok).generate(prompt, greedy, [0])
+    out = HFBackend(m, tiny_tok, precision="bf16").generate(prompt, greedy, [0])
     assert out.response_mask.sum() > 0 and isinstance(out.texts[0], str)

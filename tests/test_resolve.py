@@ -92,7 +92,7 @@ def stage_sections():
     from rlop.sandbox.collect import CollectConfig
     from rlop.training.best_of_n import BestOfNConfig
     from rlop.training.ppo import PPOConfig
-    from rlop.training.reward import RewardConfig
+    from rlop.training.reward_trainer import RewardConfig
     from rlop.training.sft import SFTConfig
 
     return [("sft", SFTConfig, set()), ("collect", CollectConfig, {"policy"}), ("reward", RewardConfig, {"model", "train_file"}),
@@ -122,3 +122,19 @@ def test_every_field_set_in_its_section_is_the_value_the_stage_gets(tmp_path, se
         assert got == value, (section, f.name)
         checked += 1
     assert checked >= len(fields) // 2
+
+
+def test_precision_from_the_run_option_or_a_section_reaches_the_stage_and_its_cache_key(tmp_path):
+    from rlop.pipeline.run import _key
+
+    r, run = resolver(tmp_path, {}, {"precision": "fp32"})
+    assert ppo_cfg(r, run).precision == "fp32" and spg_cfg(r, run).precision == "fp32"
+    r, run = resolver(tmp_path, {"ppo": {"precision": "bf16"}})
+    assert ppo_cfg(r, run).precision == "bf16"
+    r, run = resolver(tmp_path, {"ppo": {"precision": "bf16"}}, {"precision": "fp32"})
+    with pytest.raises(ConfigError, match="precision: 'bf16' disagrees with the run option precision"):
+        ppo_cfg(r, run)
+    r, run = resolver(tmp_path, {})
+    assert ppo_cfg(r, run).precision in ("fp32", "bf16")  # auto is resolved once, where the config is built
+    keys = {p: _key("ppo", ppo_cfg(*resolver(tmp_path, {}, {"precision": p}))) for p in ("fp32", "bf16")}
+    assert keys["fp32"] != keys["bf16"]

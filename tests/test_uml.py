@@ -10,7 +10,7 @@ from rlop.cli import main
 from rlop.config import build_config
 from rlop.rlp.uml import REP_LOSSES, Critic, MIBLoss, critic_scores
 from rlop.training.losses import js_mi_bound
-from rlop.training.reward import RewardConfig, RewardTrainer, load_reward_data
+from rlop.training.reward_trainer import RewardConfig, RewardTrainer, load_reward_data
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_mib_gradient_reaches_backbone(views_file):
     _, _, views, _ = load_reward_data(cfg)
     trainer = RewardTrainer(cfg, aux=lambda h: MIBLoss(h, 8, 32))
     vb = trainer._view_batch(views[:4])
-    from rlop.models.reward import last_hidden_state
+    from rlop.models.reward_model import last_hidden_state
 
     h = last_hidden_state(trainer.rm, vb["input_ids"], vb["attention_mask"]).float()
     loss, logs = trainer.aux(h[:4], h[4:])

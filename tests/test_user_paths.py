@@ -43,7 +43,7 @@ def test_outputs_are_readable_by_the_users_group(tmp_path, capsys):
 
 
 def test_repeated_pairs_never_reach_the_held_out_set(tmp_path):
-    from rlop.training.reward import RewardConfig, load_reward_data
+    from rlop.training.reward_trainer import RewardConfig, load_reward_data
 
     rows = [{**PAIR, "instruction": f"q{i % 10}"} for i in range(100)]  # 10 distinct pairs, each 10 times
     f = write_jsonl(tmp_path / "p.jsonl", rows)

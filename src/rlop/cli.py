@@ -39,7 +39,7 @@ def _cls(target: str):
 COMMANDS: dict[str, Command] = {
     "sft": Command("step 0: supervised fine-tuning on demonstrations (TRL SFTTrainer)", "rlop.training.sft:SFTConfig", "sft"),
     "collect": Command("step 1: two policy responses per instruction, labelled by a simulated annotator", "rlop.sandbox.collect:CollectConfig", "collect"),
-    "reward": Command("steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", "rlop.training.reward:RewardConfig", "reward"),
+    "reward": Command("steps 2 and 4: train a reward model (Bradley-Terry; + synthetic pairs; + MIB loss)", "rlop.training.reward_trainer:RewardConfig", "reward"),
     "ppo": Command("steps 3 and 5: PPO from the SFT policy against a reward", "rlop.training.ppo:PPOConfig", "ppo"),
     "sample": Command("n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", "rlop.models.sampling:SampleConfig", "sample"),
     "spg": Command("step 4 (RLP-SPG): synthetic preferences from clustered policy samples", "rlop.rlp.spg:SPGConfig", "spg"),
@@ -128,7 +128,7 @@ def _do_collect(cfg, args) -> str:
 
 def _do_reward(cfg, args) -> str:
     from rlop.rlp.uml import run_uml_reward
-    from rlop.training.reward import run_reward
+    from rlop.training.reward_trainer import run_reward
 
     return json.dumps((run_uml_reward if cfg.uml.rep_loss != "none" else run_reward)(cfg, args.out), indent=2)
 
@@ -237,13 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlop", description="RLHF with Reward Learning on Policy (RLP)")
     parser.add_argument("--version", action="version", version=f"rlop {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                        help="compute precision (default: $RLOP_PRECISION or auto = bf16 autocast where the CPU/GPU runs bf16 natively, else fp32)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, c in COMMANDS.items():
         text = c.help.replace("%", "%%")
-        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        p = sub.add_parser(name, help=text, description=text)
         _setup(name, p)
     return parser
 
@@ -254,10 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        if getattr(args, "precision", None):
-            from rlop.models.precision import set_precision
-
-            set_precision(args.precision)
         return _execute(args)
     except UserError as e:
         print(f"rlop: error: {e}", file=sys.stderr)

@@ -40,7 +40,7 @@ PRESET_BASE = {"study": "cpu"}
 # YAML section -> the config class it configures (module:Class, imported on demand)
 SECTIONS = {
     "sft": "rlop.training.sft:SFTConfig",
-    "reward": "rlop.training.reward:RewardConfig",
+    "reward": "rlop.training.reward_trainer:RewardConfig",
     "ppo": "rlop.training.ppo:PPOConfig",
     "bon": "rlop.training.best_of_n:BestOfNConfig",
     "spg": "rlop.rlp.spg:SPGConfig",
@@ -352,7 +352,7 @@ def stage_record(stage: str, cfg: Any, **extra: Any) -> dict[str, Any]:
     """What a stage writes to ``rlop_config.json``: its name, its config and the compute precision it ran in."""
     from rlop.models.precision import resolve
 
-    return {"stage": stage, **to_dict(cfg), "precision": resolve(), **extra}
+    return {"stage": stage, **to_dict(cfg), "precision": resolve(getattr(cfg, "precision", "auto")), **extra}
 
 
 def require(cfg: Any, name: str, why: str) -> None:

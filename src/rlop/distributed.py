@@ -179,3 +179,19 @@ def gather_objects(obj) -> list:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+class no_sync:
+    """Skip DDP's gradient all-reduce for ``models`` unless ``sync`` (gradient accumulation)."""
+
+    def __init__(self, acc, models, sync: bool):
+        self.ctxs = [] if sync else [acc.no_sync(m) for m in models]
+
+    def __enter__(self):
+        for c in self.ctxs:
+            c.__enter__()
+
+    def __exit__(self, *a):
+        for c in reversed(self.ctxs):
+            c.__exit__(*a)
+        return False

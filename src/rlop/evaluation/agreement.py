@@ -30,6 +30,7 @@ from rlop.data.io import load_labelled_pairs
 from rlop.evaluation.annotators import AnnotatorError, make_annotator
 from rlop.evaluation.winrate import bootstrap_ci
 from rlop.outputs import staged
+from rlop.models import precision as precision_
 
 
 @dataclass
@@ -40,6 +41,7 @@ class AgreementConfig(StageConfig):
     max_pairs: int = opt(0, "use at most this many pairs with a verdict (0: all)", ge=0)
     api: APIConfig = dataclasses.field(default_factory=APIConfig, metadata={"help": "API annotator options (rlop.evaluation.api_config.APIConfig)"})
     seed: int = opt(0, "seed of the bootstrap")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_pairs=8), "cpu": dict(), "gpu": dict()}
 
@@ -78,7 +80,7 @@ def run_agreement(cfg: AgreementConfig, out: str | Path | None = None) -> dict[s
     require(cfg, "pairs_file", "a file of labelled pairs")
     pairs, counts = load_labelled_pairs(cfg.pairs_file, limit=cfg.max_pairs or None)
     api = cfg.api.annotator_options(cfg.seed, randomize_order=False)
-    ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
+    ann = make_annotator(cfg.annotator, cfg.reward_model or None, precision=cfg.precision, **(api if cfg.annotator == "api" else {}))
     if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
         ann.prefetch([t for ex, o1, o2, _ in pairs for t in ((ex, o1, o2), (ex, o2, o1))])
     rows = [(label, ann.prefer(ex, o1, o2), ann.prefer(ex, o2, o1)) for ex, o1, o2, label in tqdm(pairs, desc="agreement", unit="pair")]

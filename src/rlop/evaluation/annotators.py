@@ -52,10 +52,10 @@ class RewardAnnotator:
 
     name = "reward"
 
-    def __init__(self, path: str):
-        from rlop.rewards import RewardModelReward
+    def __init__(self, path: str, precision: str = "auto"):
+        from rlop.reward_functions import RewardModelReward
 
-        self.reward = RewardModelReward(path)
+        self.reward = RewardModelReward(path, precision=precision)
         self._scores: dict[tuple[str, str, str], float] = {}
 
     def _score(self, keys: list[tuple[str, str, str]], progress: str | None = None) -> None:
@@ -301,8 +301,9 @@ class APIAnnotator:
         return 1 if first_wins else 2
 
 
-def make_annotator(name: str, reward_model: str | None = None, **api_options):
-    """``gold`` | ``reward`` (needs ``reward_model``) | ``api`` (``api_options`` go to :class:`APIAnnotator`)."""
+def make_annotator(name: str, reward_model: str | None = None, precision: str = "auto", **api_options):
+    """``gold`` | ``reward`` (needs ``reward_model``; ``precision`` of its forward passes) | ``api``
+    (``api_options`` go to :class:`APIAnnotator`)."""
     if name == "gold":
         from rlop.sandbox.gold import GoldAnnotator
 
@@ -310,7 +311,7 @@ def make_annotator(name: str, reward_model: str | None = None, **api_options):
     if name == "reward":
         if not reward_model:
             raise AnnotatorError("--annotator reward needs --reward-model DIR")
-        return RewardAnnotator(reward_model)
+        return RewardAnnotator(reward_model, precision)
     if name == "api":
         return APIAnnotator(**api_options)
     raise AnnotatorError(f"unknown annotator {name!r}: gold | reward | api")

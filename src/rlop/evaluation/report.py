@@ -109,21 +109,12 @@ def write_report(run: str | Path) -> Path:
         parts += ["", "## Reward-model accuracy where the policy is (gold-labelled pairs of samples, 95% Wilson CI)", "",
                   "held-out: val prompts that no stage trained on; step-4: the unlabeled prompts whose samples rm-spg and rm-uml were trained on.", "",
                   "| samples | reward model | accuracy % | 95% CI | pairs |", "|---|---|---|---|---|"]
-        for where, by_rm in diag.items():
-            if where in ("spg_pairs", "uml_terms"):
-                continue
+        for where, by_rm in diag.items():  # a variant's own entries (no per-RM accuracy) are its report lines below
             for name, st in by_rm.items():
                 if isinstance(st, dict) and st.get("accuracy") is not None:
                     parts.append(f"| {where} | {name} | {st['accuracy'] * 100:.1f} | {st['ci_low'] * 100:.1f}-{st['ci_high'] * 100:.1f} | {st['pairs']} |")
-    spg = diag.get("spg_pairs")
-    if spg:
-        acc = "n/a" if spg["gold_accuracy"] is None else f"{spg['gold_accuracy'] * 100:.1f}% ({spg['ci_low'] * 100:.1f}-{spg['ci_high'] * 100:.1f})"
-        parts += ["", f"SPG kept {spg['pairs']} synthetic pairs; the gold agrees with {acc}. Per family: "
-                  + ", ".join(f"{f} {v['pairs']} ({v['gold_accuracy'] * 100:.0f}%)" for f, v in spg["per_family"].items())]
-    terms = diag.get("uml_terms")
-    if terms:
-        parts += ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
-                  "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
+    for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own lines (SPG's pairs, UML's loss terms)
+        parts += v.report_lines(diag)
     stages = json.loads((run / "stages.json").read_text()) if (run / "stages.json").exists() else {}
     if stages:
         parts += ["", "## Stages (time and the process's peak resident memory while each was computed)", "",

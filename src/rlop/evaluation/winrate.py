@@ -25,6 +25,7 @@ from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.evaluation.annotators import AnnotatorError, make_annotator
 from rlop.outputs import staged
 from rlop.sandbox.gold import check_spec, gold_success
+from rlop.models import precision as precision_
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float | None, float | None]:
@@ -105,6 +106,7 @@ class EvalConfig(StageConfig):
     max_prompts: int = opt(0, "evaluate at most this many eval instructions (0: all)", ge=0)
     api: APIConfig = dataclasses.field(default_factory=APIConfig, metadata={"help": "API annotator options (rlop.evaluation.api_config.APIConfig)"})
     seed: int = opt(0, "seed of the presentation order (api) and of the bootstrap")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
 
     PRESETS: ClassVar[dict] = {"tiny": dict(max_prompts=8), "cpu": dict(), "gpu": dict()}
 
@@ -128,7 +130,7 @@ def run_eval(cfg: EvalConfig, out: str | Path | None = None) -> dict[str, Any]:
             if problem:
                 raise DataError(cfg.eval_file, f"record {n}", "spec", problem)
     api = cfg.api.annotator_options(cfg.seed)
-    ann = make_annotator(cfg.annotator, cfg.reward_model or None, **(api if cfg.annotator == "api" else {}))
+    ann = make_annotator(cfg.annotator, cfg.reward_model or None, precision=cfg.precision, **(api if cfg.annotator == "api" else {}))
     if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
         ann.prefetch([(r, r.output or "", outs[(r.instruction, r.input)]) for r in refs])
     res = win_rate(ann.prefer, refs, [outs[(r.instruction, r.input)] for r in refs], subset_key=cfg.subset_key, seed=cfg.seed,

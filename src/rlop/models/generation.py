@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlop.config import ConfigError
 from rlop.models.precision import autocast
-from rlop.models.reward import position_ids_from_mask
+from rlop.models.reward_model import position_ids_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,9 @@ class HFBackend:
     the count is kept in ``truncated`` and reported."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None,
-                 prune_finished: bool = True, share_prompts: bool = True, sort_prompts: bool = True):
+                 prune_finished: bool = True, share_prompts: bool = True, sort_prompts: bool = True, precision: str = "auto"):
         self.model, self.tokenizer = model, tokenizer
+        self.precision = precision  # rlop.models.precision: auto | fp32 | bf16
         self.truncated = 0
         # when to stop decoding; under sharding every process must agree (rlop.distributed.all_processes)
         self.all_done = all_done or (lambda done: bool(done.all()))
@@ -178,7 +179,7 @@ class HFBackend:
 
     @torch.no_grad()
     def _generate_batch(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:
-        with autocast(next(self.model.parameters()).device):
+        with autocast(next(self.model.parameters()).device, self.precision):
             return self._sample(prompts, cfg, seeds)
 
     def _sample(self, prompts: Sequence[str], cfg: SamplingConfig, seeds: Sequence[int]) -> Generation:

@@ -1,13 +1,14 @@
-"""Compute precision for every forward pass rlop runs.
+"""Compute precision of rlop's forward passes: a field of every stage config that computes.
 
 ``fp32``: plain float32. ``bf16``: weights, optimizer state and every loss stay float32;
 matrix products run in bfloat16 under ``torch.autocast`` (the usual mixed precision).
-``auto`` (the default) picks ``bf16`` where the hardware runs it natively (a CUDA GPU
-with bf16, or a CPU with AVX512-BF16 or AMX) and ``fp32`` elsewhere; on a CPU without
-native bf16 the emulated path is slower than fp32.
+``auto`` (every field's default) is ``$RLOP_PRECISION`` where that is set (``fp32`` or
+``bf16``; a way to pin a whole test suite or script), else ``bf16`` where the hardware runs it
+natively (a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX) and ``fp32`` elsewhere; on a
+CPU without native bf16 the emulated path is slower than fp32.
 
-The setting is process-wide: ``rlop --precision`` or the ``RLOP_PRECISION`` environment
-variable, or :func:`set_precision` from Python. Log-probabilities, rewards and losses are
+A stage passes its ``precision`` to what it runs (the generation backend, the reward scorer,
+the trainers); nothing here is process-wide state. Log-probabilities, rewards and losses are
 always computed from float32 logits.
 """
 
@@ -15,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Literal
 
 import torch
 
+Precision = Literal["auto", "fp32", "bf16"]
 CHOICES = ("auto", "fp32", "bf16")
-_setting = os.environ.get("RLOP_PRECISION", "auto")
+HELP = ("compute precision: auto ($RLOP_PRECISION if set, else bf16 autocast where the CPU/GPU runs bf16 natively, else fp32) | "
+        "fp32 | bf16 (float32 weights and losses, bfloat16 matrix products)")
 
 
 def native_bf16(device_type: str) -> bool:
@@ -30,26 +34,24 @@ def native_bf16(device_type: str) -> bool:
     return any(bool(c()) for c in checks if c is not None)
 
 
-def set_precision(value: str) -> None:
-    global _setting
+def resolve(value: str = "auto", device_type: str | None = None) -> str:
+    """The precision ``value`` stands for on ``device_type`` (default: cuda if available, else cpu): fp32 or bf16."""
     if value not in CHOICES:
         raise ValueError(f"precision must be one of {', '.join(CHOICES)}, not {value!r}")
-    _setting = value
-
-
-def resolve(device_type: str | None = None) -> str:
-    """The precision actually used on ``device_type`` (default: cuda if available, else cpu)."""
-    if _setting not in CHOICES:
-        raise ValueError(f"RLOP_PRECISION must be one of {', '.join(CHOICES)}, not {_setting!r}")
-    if _setting != "auto":
-        return _setting
+    if value != "auto":
+        return value
+    env = os.environ.get("RLOP_PRECISION", "auto")
+    if env not in CHOICES:
+        raise ValueError(f"RLOP_PRECISION must be one of {', '.join(CHOICES)}, not {env!r}")
+    if env != "auto":
+        return env
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
     return "bf16" if native_bf16(device_type) else "fp32"
 
 
-def autocast(device) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for forward passes on ``device`` (a no-op under fp32)."""
+def autocast(device, value: str = "auto") -> contextlib.AbstractContextManager:
+    """Mixed-precision context for forward passes on ``device`` at precision ``value`` (a no-op under fp32)."""
     device_type = torch.device(device).type
-    if resolve(device_type) != "bf16":
+    if resolve(value, device_type) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)

@@ -19,19 +19,31 @@ from rlop.models.generation import SamplingConfig, make_backend
 from rlop.models.loading import DEFAULT_MODEL, load_causal_lm, load_tokenizer
 from rlop.outputs import staged
 from rlop.utils import derive_seed, write_jsonl
+from rlop.models import precision as precision_
 
 
 @dataclass
-class SampleConfig(StageConfig):
-    policy: str = opt(DEFAULT_MODEL, "policy to sample from (a model directory, builtin:NAME, tiny or a Hugging Face id)")
-    prompts_file: str = opt("sandbox:unlabeled", "instructions: JSONL/JSON, hf:NAME[:SPLIT], or sandbox:SPLIT")
-    max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
-    n: int = opt(10, "responses per instruction (paper: 10)", ge=1)
+class SamplingOptions(StageConfig):
+    """How a stage that samples from a saved policy decodes (``rlop sample``, best-of-n): declared once here."""
     temperature: float = opt(1.0, "sampling temperature (paper: 1.0 at training time)", gt=0)
     top_p: float = opt(1.0, "nucleus sampling", gt=0, le=1)
     top_k: int = opt(0, "top-k sampling (0: off)", ge=0)
     max_new_tokens: int = opt(300, "new tokens per response", ge=1)
     batch_size: int = opt(32, "sequences per generation batch", ge=1)
+    precision: precision_.Precision = opt("auto", precision_.HELP)
+
+    def sampling(self) -> SamplingConfig:
+        """These options as the generation backend takes them."""
+        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              do_sample=True, batch_size=self.batch_size)
+
+
+@dataclass
+class SampleConfig(SamplingOptions):
+    policy: str = opt(DEFAULT_MODEL, "policy to sample from (a model directory, builtin:NAME, tiny or a Hugging Face id)")
+    prompts_file: str = opt("sandbox:unlabeled", "instructions: JSONL/JSON, hf:NAME[:SPLIT], or sandbox:SPLIT")
+    max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
+    n: int = opt(10, "responses per instruction (paper: 10)", ge=1)
     seed: int = opt(0, "random seed; each (instruction, k) draws from its own derived seed")
 
     PRESETS: ClassVar[dict] = {
@@ -49,6 +61,7 @@ def sample_responses(
     seed: int = 0,
     trust_remote_code: bool = False,
     desc: str = "sample",
+    precision: str = "auto",
 ) -> list[SampleSet]:
     """n responses per instruction from a saved policy; each (instruction, k) has its own seed.
 
@@ -58,7 +71,7 @@ def sample_responses(
     tok = load_tokenizer(policy, trust_remote_code)
     model = load_causal_lm(policy, trust_remote_code=trust_remote_code)
     model.to(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    backend = make_backend(model, tok)
+    backend = make_backend(model, tok, precision=precision)
     prompts = [format_prompt(tok, e.instruction, e.input) for e in examples]
     flat = [(i, k) for i in range(len(examples)) for k in range(n)]
     step = max(1, sampling.batch_size)
@@ -75,8 +88,8 @@ def sample_responses(
 def run_sample(cfg: SampleConfig, out: str | Path) -> Path:
     """``out/samples.jsonl``: ``cfg.n`` responses per instruction (published only when complete)."""
     examples = load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
-    sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.batch_size)
+    sampling = cfg.sampling()
     with staged(out, "sample", main=is_main_process()) as tmp:
-        sets = sample_responses(cfg.policy, examples, cfg.n, sampling, cfg.seed)
+        sets = sample_responses(cfg.policy, examples, cfg.n, sampling, cfg.seed, precision=cfg.precision)
         write_jsonl(tmp / "samples.jsonl", [s.to_record() for s in sets])
     return Path(out) / "samples.jsonl"

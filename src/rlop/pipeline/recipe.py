@@ -49,17 +49,14 @@ def require_tasks(examples: list[InstructionExample], source: str, what: str) ->
                             "for other data")
 
 
-def eval_annotator(run_cfg, preset: str, config_file: str | None):
-    """The ``prefer(example, reference, output)`` of the run's evaluation."""
+def eval_annotator(run_cfg, e):
+    """The ``prefer(example, reference, output)`` of the run's evaluation; ``e``: the run's ``eval:`` EvalConfig."""
     if run_cfg.eval_annotator == "gold":
         from rlop.sandbox.gold import GoldAnnotator
 
         return GoldAnnotator()
-    from rlop.config import build_config
     from rlop.evaluation.annotators import make_annotator
-    from rlop.evaluation.winrate import EvalConfig
 
-    e = build_config(EvalConfig, preset, config_file, section="eval")
     api = e.api.annotator_options(run_cfg.seed)
-    return make_annotator(run_cfg.eval_annotator, run_cfg.eval_reward_model or e.reward_model or None,
+    return make_annotator(run_cfg.eval_annotator, run_cfg.eval_reward_model or e.reward_model or None, precision=e.precision,
                           **(api if run_cfg.eval_annotator == "api" else {}))

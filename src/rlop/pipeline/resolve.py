@@ -16,6 +16,10 @@ A run option the user gave (a flag, the ``run:`` section or a top-level key) and
 that sets the same stage field to another value are refused with both named: neither silently
 wins. A run option left at its preset or default gives way to the section.
 
+``precision`` is a field of every stage that computes; the run's ``--precision`` is its recipe value,
+and ``auto`` is resolved here (to fp32 or bf16), so ``stage.json`` and the cache key record what
+the stage computed in.
+
 The run's ``--seed S`` reaches every stage: stages whose seed the recipe sets (collection,
 samples, SPG, best-of-n) get it there; the others (SFT, reward models, PPO) run with their own
 seed plus S, so ``--seed 0`` keeps each stage's documented seed and another S changes them all.
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlop.config import ConfigError, build_config, coerce, yaml_values
+from rlop.models.precision import resolve as resolve_precision
 from rlop.pipeline.run_config import RunConfig
 
 # a recipe entry: stage field -> (the run option it comes from, or None for a fixed run default; its value)
@@ -58,6 +63,8 @@ class StageResolver:
         set by the pipeline. ``shared_section``: the section mainly configures another stage (the
         held-out samples read ``sample:``), so its keys for this stage's wired fields are not refused."""
         recipe, wired = dict(recipe or {}), dict(wired or {})
+        if any(f.name == "precision" for f in dataclasses.fields(cls)):
+            recipe.setdefault("precision", ("precision", self.run.precision))
         top, sec = yaml_values(cls, self.config_file, section) if self.config_file else ({}, {})
         where = f"{self.config_file}: section '{section}:'"
         if not shared_section:
@@ -78,6 +85,8 @@ class StageResolver:
         pinned = {k for k in recipe if k in self._run_options}  # top-level keys that are the run's options stay the run's
         cfg = build_config(cls, self.run.preset, self.config_file, overrides=wired, section=section,
                            recipe={k: v for k, (_, v) in recipe.items()}, pinned=pinned)
+        if getattr(cfg, "precision", None) == "auto":  # resolved once: stage.json and the cache key say what it computed in
+            cfg = dataclasses.replace(cfg, precision=resolve_precision("auto"))
         run_seed = self.seed_of(stage)
         if "seed" not in recipe and "seed" not in wired and run_seed and hasattr(cfg, "seed"):
             cfg = dataclasses.replace(cfg, seed=cfg.seed + run_seed)

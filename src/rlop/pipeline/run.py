@@ -33,7 +33,7 @@ from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
-from rlop.evaluation.winrate import gold_success_rate, win_rate
+from rlop.evaluation.winrate import EvalConfig, gold_success_rate, win_rate
 from rlop.models.generation import SamplingConfig
 from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
@@ -42,30 +42,32 @@ from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, sourc
 from rlop.pipeline.resolve import StageResolver
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
-from rlop.rewards import RewardModelReward
+from rlop.reward_functions import RewardModelReward
 from rlop.rlp.variants import VARIANTS, Step4Context
 from rlop.sandbox.collect import CollectConfig, run_collect
 from rlop.sandbox.gold import GoldAnnotator
 from rlop.training.best_of_n import BestOfNConfig, best_of_n
 from rlop.training.ppo import PPOConfig, run_ppo
-from rlop.training.reward import RewardConfig, run_reward
+from rlop.training.reward_trainer import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
 
 DIAGNOSTICS_VERSION = 1  # part of diagnostics.json's key: raise it when the diagnostics change
 
 
-def _stage_record(key: str, started: float, config: Any) -> str:
+def _stage_record(key: str, started: float, config: Any, precision: str) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
-    stage (MB; models an earlier stage still holds count too) and the stage's config."""
-    rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(), "precision": resolve_precision()}
+    stage (MB; models an earlier stage still holds count too), the precision it computed in (its
+    config's, else the run's) and the stage's config."""
+    rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(),
+           "precision": resolve_precision(getattr(config, "precision", precision))}
     if config is not None:
         rec["config"] = dataclasses.asdict(config)
     return json.dumps(rec)
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps([parts, resolve_precision()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Pipeline:
@@ -114,7 +116,7 @@ class Pipeline:
         if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
             with outputs.staged(d, name, main=main) as tmp:
                 fn(tmp)
-                (tmp / "stage.json").write_text(_stage_record(key, t, config))
+                (tmp / "stage.json").write_text(_stage_record(key, t, config, self.cfg.precision))
         else:  # PPO: its folder holds checkpoints to resume from, written by every process
             with outputs.claim(d, "ppo", main=main):
                 if main:
@@ -126,7 +128,7 @@ class Pipeline:
                 barrier()
                 fn(d)
                 if main:
-                    atomic_write_text(d / "stage.json", _stage_record(key, t, config))
+                    atomic_write_text(d / "stage.json", _stage_record(key, t, config, self.cfg.precision))
         barrier()  # the other processes read the published stage next
         self.progress.finish(name, t)
         return d
@@ -166,7 +168,8 @@ class Pipeline:
         eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
         if c.eval_annotator == "gold":
             require_tasks(eval_ex, c.eval_file, "the gold eval annotator")
-        judge = eval_annotator(c, c.preset, self.config_file)  # before any training: a wrong endpoint or model stops here
+        # before any training: a wrong endpoint or model stops here
+        judge = eval_annotator(c, self.stage_cfg(EvalConfig, "eval", "eval", recipe={"seed": ("seed", c.seed)}))
         self.gold = GoldAnnotator() if has_tasks(load_instructions(c.unlabeled_file, limit=c.unlabeled_prompts)) else None
         sft = self.run_stage("sft", _key("sft", sft_cfg, source_digest(c.sft_file)), lambda d: run_sft(sft_cfg, d), config=sft_cfg)
 
@@ -198,7 +201,7 @@ class Pipeline:
         if not self.main:
             return results
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "eval_annotator": c.eval_annotator,
-                                                                   "precision": resolve_precision(), "eval_samples": c.eval_samples}, indent=2))
+                                                                   "precision": resolve_precision(c.precision), "eval_samples": c.eval_samples}, indent=2))
         atomic_write_text(self.out / "stages.json", json.dumps(self.stage_records(), indent=2))  # timings: apart, so results.json reproduces
 
         write_report(self.out)
@@ -279,13 +282,18 @@ class Pipeline:
             est.update({h: u["samples"] * c.heldout_prompts * c.heldout_samples * c.max_new_tokens for h in HELDOUT})
         return est
 
+    def _eval_sampling(self) -> SamplingConfig:
+        """How every policy's eval outputs are sampled (AlpacaFarm's decoding: temperature 0.7, top-p 0.9)."""
+        return SamplingConfig(max_new_tokens=self.cfg.max_new_tokens, temperature=0.7, top_p=0.9, top_k=0, do_sample=True, batch_size=32)
+
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
         name = f"outputs-{method}"
-        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex), self.cfg.eval_samples, source_digest(self.cfg.eval_file))
+        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex), self.cfg.eval_samples, source_digest(self.cfg.eval_file),
+                   self._eval_sampling(), resolve_precision(self.cfg.precision))
 
         def do(d: Path) -> None:
-            sets = sample_responses(str(policy), eval_ex, self.cfg.eval_samples, SamplingConfig(self.cfg.max_new_tokens, 0.7, 0.9, 0, True, 32),
-                                    self._seed(name) + 1, desc=f"eval {method}")
+            sets = sample_responses(str(policy), eval_ex, self.cfg.eval_samples, self._eval_sampling(),
+                                    self._seed(name) + 1, desc=f"eval {method}", precision=self.cfg.precision)
             write_jsonl(d / "outputs.jsonl", [{"instruction": s.example.instruction, "input": s.example.input, "output": s.responses[0],
                                                "outputs": s.responses} for s in sets])
 
@@ -299,7 +307,7 @@ class Pipeline:
                                       "max_new_tokens": ("max_new_tokens", c.max_new_tokens), "seed": ("seed", self._seed("bon") + 1)})
 
         def do(d: Path) -> None:
-            write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm), eval_ex))
+            write_jsonl(d / "outputs.jsonl", best_of_n(bcfg, RewardModelReward(rm, precision=bcfg.precision), eval_ex))
 
         d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex), source_digest(self.cfg.eval_file)), do, config=bcfg)
         return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
@@ -327,7 +335,8 @@ class Pipeline:
                                                 lambda d: run_sample(scfg, d), config=scfg)
         # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
         variant_stages = [st for v in VARIANTS.values() for st in v.stages]
-        key = _key("diagnostics", DIAGNOSTICS_VERSION, {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", *variant_stages]})
+        key = _key("diagnostics", DIAGNOSTICS_VERSION, resolve_precision(c.precision),
+                   {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", *variant_stages]})
         cache = self.out / "diagnostics.json"
         try:
             cached = json.loads(cache.read_text())
@@ -335,7 +344,7 @@ class Pipeline:
             cached = {}
         if isinstance(cached, dict) and cached.get("key") == key:
             return cached["diagnostics"]
-        rms = {n: RewardModelReward(self.stage_dir(n)) for n in rm_names}
+        rms = {n: RewardModelReward(self.stage_dir(n), precision=c.precision) for n in rm_names}
         if rms and self.main:
             self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
         for stage, d in heldout.items():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from rlop.config import ConfigError, StageConfig, opt
+from rlop.models import precision as precision_
 from rlop.rlp.variants import VARIANTS
 
 ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
@@ -48,6 +49,7 @@ class RunConfig(StageConfig):
     bon_temperature: float = opt(1.0, "best-of-n sampling temperature (AlpacaFarm: 1.0, top_p 0.9)", gt=0)
     heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)
     heldout_samples: int = opt(4, "samples per held-out prompt from SFT and from the step-3 PPO policy", ge=2)
+    precision: precision_.Precision = opt("auto", precision_.HELP + "; every stage's precision unless its section sets one")
 
     def check(self) -> None:
         methods = [m for m in self.methods.split(",") if m]

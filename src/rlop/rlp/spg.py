@@ -36,12 +36,13 @@ from rlop.data.samples import SampleSet, load_samples
 from rlop.models.generation import context_length
 from rlop.models.loading import load_causal_lm, load_tokenizer
 from rlop.outputs import staged
-from rlop.rewards import load_reward
+from rlop.reward_functions import load_reward
 from rlop.rlp.judges import EquivalenceJudge, make_judge
-from rlop.training.reward import RewardConfig, run_reward
+from rlop.training.reward_trainer import RewardConfig, run_reward
 from rlop.utils import derive_seed, write_jsonl
+from rlop.models import precision as precision_
 
-VARIANTS = ("spg", "select-all", "reward", "rlaif")
+SPG_ABLATIONS = ("spg", "select-all", "reward", "rlaif")  # SPG and its Table 5 ablations (--variant)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SPGConfig(StageConfig):
     variant: Literal["spg", "select-all", "reward", "rlaif"] = opt("spg", "spg | ablations: select-all (gamma 0), reward, rlaif")
     policy: str = opt("", "policy that judges pairs for the rlaif variant")
     seed: int = opt(42, "random seed (choice of the rejected response)")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
 
     def check(self) -> None:
         if self.variant == "rlaif" and self.samples and not self.policy:
@@ -118,8 +120,8 @@ def generate(
     pairwise_judge: Callable[[Any, str, str], float] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Synthetic preference records (AlpacaFarm format + confidence) and summary stats."""
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; choose from {', '.join(VARIANTS)}")
+    if cfg.variant not in SPG_ABLATIONS:
+        raise ValueError(f"unknown variant {cfg.variant!r}; choose from {', '.join(SPG_ABLATIONS)}")
     gamma = 0.0 if cfg.variant == "select-all" else cfg.gamma
     rows, confidences = [], []
     for idx, s in enumerate(sets):
@@ -188,7 +190,7 @@ def run_spg(cfg: SPGConfig, out) -> dict[str, Any]:
         require(cfg, "reward_model", f"variant {cfg.variant} ranks responses with the step-2 reward model")
     sets = load_samples(cfg.samples)
     with staged(out, "spg", main=is_main_process()) as tmp:
-        reward = load_reward(cfg.reward_model) if cfg.variant in ("spg", "select-all", "reward") else None
+        reward = load_reward(cfg.reward_model, precision=cfg.precision) if cfg.variant in ("spg", "select-all", "reward") else None
         judge = make_judge(cfg.judge, cfg.judge_model or None, cfg.nli_rule, cfg.threshold) if cfg.variant in ("spg", "select-all") else None
         pj = PolicyAnnotator(cfg.policy) if cfg.variant == "rlaif" else None
         rows, stats = generate(sets, cfg, reward, judge, pj)
@@ -220,3 +222,13 @@ def diagnose(stage_dir) -> dict:
 
     f = stage_dir("spg") / "synthetic.jsonl"
     return {"spg_pairs": synthetic_pair_accuracy(f)} if f.exists() else {}
+
+
+def report_lines(diag: dict) -> list[str]:
+    """The report's line on SPG's synthetic pairs (from :func:`diagnose`)."""
+    spg = diag.get("spg_pairs")
+    if not spg:
+        return []
+    acc = "n/a" if spg["gold_accuracy"] is None else f"{spg['gold_accuracy'] * 100:.1f}% ({spg['ci_low'] * 100:.1f}-{spg['ci_high'] * 100:.1f})"
+    return ["", f"SPG kept {spg['pairs']} synthetic pairs; the gold agrees with {acc}. Per family: "
+            + ", ".join(f"{f} {v['pairs']} ({v['gold_accuracy'] * 100:.0f}%)" for f, v in spg["per_family"].items())]

@@ -142,14 +142,14 @@ def build_rep_loss(cfg, hidden_size: int) -> AuxLoss:
 
 def run_uml_reward(cfg, out) -> dict[str, float]:
     """Step 4 of RLP-UML (and its ablations): Bradley-Terry on D plus ``rep_lambda`` times ``cfg.uml.rep_loss`` on view pairs."""
-    from rlop.training.reward import run_reward
+    from rlop.training.reward_trainer import run_reward
 
     return run_reward(cfg, out, aux=lambda hidden: build_rep_loss(cfg, hidden))
 
 
 def step4(ctx) -> Path:
     """RLP-UML's step 4 in ``rlop run``: retrain the RM from SFT with the MIB loss on the PPO policy's samples."""
-    from rlop.training.reward import RewardConfig
+    from rlop.training.reward_trainer import RewardConfig
 
     ucfg = ctx.stage_cfg(RewardConfig, "reward", "rm-uml", recipe={"max_train_pairs": (None, 0)},
                          wired={"model": str(ctx.sft), "train_file": ctx.preferences, "views_file": ctx.samples, "rep_loss": "mib"})
@@ -162,3 +162,12 @@ def diagnose(stage_dir) -> dict:
 
     terms = aux_loss_terms(stage_dir("rm-uml") / "metrics.jsonl")
     return {"uml_terms": terms} if terms else {}
+
+
+def report_lines(diag: dict) -> list[str]:
+    """The report's line on RLP-UML's loss terms (from :func:`diagnose`)."""
+    terms = diag.get("uml_terms")
+    if not terms:
+        return []
+    return ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
+            "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]

@@ -1,5 +1,5 @@
 """Options of RLP-UML's representation loss (the multi-view information bottleneck and its
-ablations), nested in :class:`rlop.training.reward.RewardConfig` as ``uml``.
+ablations), nested in :class:`rlop.training.reward_trainer.RewardConfig` as ``uml``.
 
 Its fields keep their flat names on the command line (``--rep-loss mib``) and in YAML
 (``reward: {rep_loss: mib}`` or ``reward: {uml: {rep_loss: mib}}``).

@@ -46,6 +46,7 @@ class Variant:
     step4: str  # "module:function" taking a Step4Context, returning the reward-model folder
     cost: Callable[[float, float], dict[str, float]]  # (seconds of one step-2 RM, of one SPG clustering pass) -> stage estimates
     diagnose: str = ""  # "module:function" taking stage_dir (name -> Path), returning extra diagnostics entries
+    report: str = ""  # "module:function" taking the run's diagnostics, returning report.md lines about those entries
 
     @property
     def reward_stage(self) -> str:
@@ -57,6 +58,9 @@ class Variant:
     def diagnostics(self, stage_dir: Callable[[str], Path]) -> dict[str, Any]:
         return _load(self.diagnose)(stage_dir) if self.diagnose else {}
 
+    def report_lines(self, diagnostics: dict[str, Any]) -> list[str]:
+        return _load(self.report)(diagnostics) if self.report else []
+
 
 def _load(spec: str) -> Callable:
     module, _, fn = spec.partition(":")
@@ -66,7 +70,7 @@ def _load(spec: str) -> Callable:
 # the order is the order of the methods in results.json and the report
 VARIANTS: dict[str, Variant] = {v.method: v for v in (
     Variant("rlp-uml", ("rm-uml",), "ppo-uml", "rlop.rlp.uml:step4", lambda rm, spg: {"rm-uml": rm * 1.8},
-            "rlop.rlp.uml:diagnose"),
+            "rlop.rlp.uml:diagnose", "rlop.rlp.uml:report_lines"),
     Variant("rlp-spg", ("spg", "rm-spg"), "ppo-spg", "rlop.rlp.spg:step4", lambda rm, spg: {"spg": spg, "rm-spg": rm * 1.1},
-            "rlop.rlp.spg:diagnose"),
+            "rlop.rlp.spg:diagnose", "rlop.rlp.spg:report_lines"),
 )}

@@ -25,6 +25,7 @@ from rlop.outputs import staged
 from rlop.models.sampling import sample_responses
 from rlop.sandbox.gold import GoldAnnotator, NoisyAnnotator, check_spec
 from rlop.utils import write_jsonl
+from rlop.models import precision as precision_
 
 
 PAIR_FIELDS = ("output_1", "output_2", "preference", "chosen", "rejected")
@@ -43,6 +44,7 @@ class CollectConfig(StageConfig):
     max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
     max_new_tokens: int = opt(96, "new tokens per response", ge=1)
     seed: int = opt(0, "random seed (sampling and label flips)")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
 
     PRESETS: ClassVar[dict] = {"tiny": dict(policy="tiny", max_prompts=16, max_new_tokens=12), "cpu": dict(max_new_tokens=48), "gpu": dict()}
 
@@ -60,14 +62,15 @@ def collect(policy: str, prompts_file: str, out: str | Path, annotator: str = "n
             if problem:
                 raise DataError(prompts_file, f"record {n}", "spec", problem)
         ann = NoisyAnnotator(p_label_flip, seed) if annotator == "noisy" else GoldAnnotator()
-    else:
+    c = cfg or CollectConfig()
+    if annotator not in ("noisy", "gold"):
         from rlop.evaluation.annotators import make_annotator
 
-        c = cfg or CollectConfig()
         api = c.api.annotator_options(seed)
-        ann = make_annotator(annotator, c.reward_model or None, **(api if annotator == "api" else {}))
+        ann = make_annotator(annotator, c.reward_model or None, precision=c.precision, **(api if annotator == "api" else {}))
     with staged(out, "collect", main=is_main_process()) as tmp:
-        sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens, 1.0, 0.9, 0, True, 32), seed, desc="collect")
+        sets = sample_responses(policy, examples, 2, SamplingConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_p=0.9, top_k=0, do_sample=True, batch_size=32), seed, desc="collect",
+                                  precision=c.precision)
         if hasattr(ann, "prefetch"):  # api: concurrent requests up front; reward: batched scores
             ann.prefetch([(s.example, *s.responses) for s in sets])
         rows, left_out = [], {"identical": 0, "no_verdict": 0}

@@ -186,7 +186,7 @@ class GoldAnnotator:
       Different outputs with equal gold score are ordered by a hash of their text, which does
       not depend on their order, so swapping the pair always swaps the verdict;
     * ``annotator(examples, responses)``: the gold score in [0, 1] of each response (the
-      :class:`rlop.rewards.Reward` interface).
+      :class:`rlop.reward_functions.Reward` interface).
     """
 
     name = "gold"

@@ -8,28 +8,24 @@ from pathlib import Path
 from typing import ClassVar
 
 from rlop.distributed import is_main_process
-from rlop.config import StageConfig, opt, require
+from rlop.config import opt, require
 from rlop.data.io import load_instructions
-from rlop.models.generation import SamplingConfig
 from rlop.models.loading import DEFAULT_MODEL
-from rlop.rewards import Reward, load_reward
-from rlop.models.sampling import sample_responses
+from rlop.reward_functions import Reward, load_reward
+from rlop.models.sampling import SamplingOptions, sample_responses
 from rlop.outputs import staged
 from rlop.utils import write_jsonl
 
 
 @dataclass
-class BestOfNConfig(StageConfig):
+class BestOfNConfig(SamplingOptions):
     policy: str = opt(DEFAULT_MODEL, "policy to sample from (the SFT model)")
     reward: str = opt("", "reward: a reward model directory, 'gold' (sandbox), or python:module:function")
     prompts_file: str = opt("sandbox:eval", "instructions: JSONL/JSON, hf:NAME[:SPLIT], or sandbox:eval")
     max_prompts: int = opt(0, "use at most this many instructions (0: all)", ge=0)
     n: int = opt(16, "samples per pick", ge=1)
     draws: int = opt(1, "independent best-of-n picks per instruction (several for a less noisy evaluation)", ge=1)
-    temperature: float = opt(1.0, "sampling temperature (AlpacaFarm: 1.0)", gt=0)
     top_p: float = opt(0.9, "nucleus sampling (AlpacaFarm: 0.9)", gt=0, le=1)
-    max_new_tokens: int = opt(300, "new tokens per sample", ge=1)
-    batch_size: int = opt(32, "sequences per generation batch", ge=1)
     seed: int = opt(42, "random seed of the samples")
 
     PRESETS: ClassVar[dict] = {
@@ -41,9 +37,9 @@ class BestOfNConfig(StageConfig):
 
 def best_of_n(cfg: BestOfNConfig, reward: Reward | None = None, examples=None) -> list[dict]:
     examples = examples if examples is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None)
-    reward = reward or load_reward(cfg.reward)
-    sampling = SamplingConfig(cfg.max_new_tokens, cfg.temperature, cfg.top_p, 0, True, cfg.batch_size)
-    sets = sample_responses(cfg.policy, examples, cfg.n * cfg.draws, sampling, cfg.seed, desc="best-of-n")
+    reward = reward or load_reward(cfg.reward, precision=cfg.precision)
+    sampling = cfg.sampling()
+    sets = sample_responses(cfg.policy, examples, cfg.n * cfg.draws, sampling, cfg.seed, desc="best-of-n", precision=cfg.precision)
     rows = []
     for s in sets:
         scores = reward([s.example] * len(s.responses), s.responses)

@@ -35,14 +35,15 @@ from rlop.data.io import DataError, InstructionExample, load_instructions
 from rlop.models.generation import Backend, Generation, SamplingConfig, make_backend
 from rlop.models.precision import autocast, resolve as resolve_precision
 from rlop.models.loading import load_causal_lm, load_reward_model, load_tokenizer
-from rlop.rewards import Reward, load_reward
+from rlop.reward_functions import Reward, load_reward
 from rlop.training import losses as L
 from rlop.training import tracking
 from rlop.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
                                       prepare_frozen)
 from rlop.training.ppo_checkpoint import Checkpoints, Counters
 from rlop.training.ppo_config import PPOConfig
-from rlop.training.rollout import ActorCritic, KLController, Rollout, disable_dropout, no_sync, response_logprobs
+from rlop.distributed import no_sync
+from rlop.training.actor_critic import ActorCritic, KLController, Rollout, disable_dropout, response_logprobs
 from rlop.outputs import claim, complete, own, remove_owned
 from rlop.utils import MetricsLogger, atomic_dir, derive_seed
 
@@ -73,8 +74,8 @@ class PPOTrainer(Checkpoints):
         if not self.prompts:
             raise DataError(cfg.prompts_file, None, None, f"no prompt is at most query_len = {cfg.query_len} tokens long; raise --query-len")
         kw = {"trust_remote_code": cfg.trust_remote_code, **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {})}
-        frozen = torch.bfloat16 if cfg.frozen_dtype == "bf16" or (cfg.frozen_dtype == "auto" and resolve_precision() == "bf16") else torch.float32
-        self.reward = reward if reward is not None else load_reward(cfg.reward, batch_size=cfg.reward_batch_size, dtype=frozen, **kw)
+        frozen = torch.bfloat16 if cfg.frozen_dtype == "bf16" or (cfg.frozen_dtype == "auto" and resolve_precision(cfg.precision) == "bf16") else torch.float32
+        self.reward = reward if reward is not None else load_reward(cfg.reward, precision=cfg.precision, batch_size=cfg.reward_batch_size, dtype=frozen, **kw)
         self.gold = gold
         torch.manual_seed(cfg.seed)
         policy = load_causal_lm(cfg.policy, **kw)
@@ -115,9 +116,9 @@ class PPOTrainer(Checkpoints):
         self.step = 0
         acc.register_for_checkpointing(self.scheduler, Counters(self))
         sync = all_processes if acc.num_processes > 1 else None  # decode in step: sharded forwards are collectives
-        self.backend = backend or make_backend(self.actor_critic.policy, self.tokenizer, all_done=sync)
-        self.sampling = SamplingConfig(cfg.response_len, cfg.temperature, cfg.top_p, cfg.top_k, True, cfg.generation_batch_size,
-                                       logprobs=cfg.rollout_logprobs == "sampler")
+        self.backend = backend or make_backend(self.actor_critic.policy, self.tokenizer, all_done=sync, precision=cfg.precision)
+        self.sampling = SamplingConfig(max_new_tokens=cfg.response_len, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                                       do_sample=True, batch_size=cfg.generation_batch_size, logprobs=cfg.rollout_logprobs == "sampler")
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
 
@@ -190,7 +191,7 @@ class PPOTrainer(Checkpoints):
         lps, refs, vals, ents = [], [], [], []
         mb = cfg.micro_batch_size
         ac.eval()
-        with autocast(dev):
+        with autocast(dev, self.cfg.precision):
             for s in range(0, len(idx), mb):
                 sl = slice(s, s + mb)
                 lp, ent, v = ac(q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature, with_entropy=True, with_policy=gen.logprobs is None)
@@ -248,7 +249,7 @@ class PPOTrainer(Checkpoints):
                 for k, ids in enumerate(micro):
                     b = batch.select(ids)
                     with no_sync(acc, [self.model], k == len(micro) - 1):
-                        with autocast(acc.device):
+                        with autocast(acc.device, self.cfg.precision):
                             lp, _, v = self.model(b.query_ids, b.query_mask, b.response_ids, b.response_mask, cfg.temperature)
                         pg, pst = L.ppo_policy_loss(lp, b.logprobs, b.advantages, b.mask, cfg.cliprange)
                         vf, vst = L.ppo_value_loss(v, b.values, b.returns, b.mask, cfg.cliprange_value)
@@ -295,7 +296,7 @@ class PPOTrainer(Checkpoints):
             stats = {k: float(v) for k, v in zip(keys, vals.tolist())}
             stats.update(train_stats)
             stats.update(ro["seconds"])
-            self.kl_ctl.update(stats["kl"], cfg.rollout_batch_size)
+            self.kl_ctl.update(stats["kl"])
             self.step += 1
             stats.update(step=self.step, lr=self.scheduler.get_last_lr()[0], seconds=time.time() - t0)
             self.metrics.log(stats)

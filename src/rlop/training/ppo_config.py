@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from rlop.config import ConfigError, StageConfig, opt
 from rlop.models.loading import DEFAULT_MODEL
 from rlop.training import tracking
+from rlop.models import precision as precision_
 
 
 _CPU = dict(query_len=128, response_len=48, steps=30, rollout_batch_size=16, step_batch_size=16, micro_batch_size=8, noptepochs=1,
@@ -69,6 +70,7 @@ class PPOConfig(StageConfig):
     save_steps: int = opt(20, "checkpoint every this many steps (for --resume)", ge=1)
     keep_checkpoints: int = opt(2, "checkpoints kept on disk", ge=1)
     seed: int = opt(42, "random seed (prompt order, sampling, init)")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
     generation_batch_size: int = opt(32, "prompts per generation batch", ge=1)
     reward_batch_size: int = opt(16, "texts per reward-model batch", ge=1)
     report_to: tracking.ReportTo = opt("none", tracking.HELP)

@@ -24,6 +24,7 @@ from rlop.models.precision import resolve as resolve_precision
 from rlop.outputs import staged
 from rlop.training import tracking
 from rlop.distributed import is_main_process, trainer_scope
+from rlop.models import precision as precision_
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class SFTConfig(StageConfig):
     lora_alpha: int = opt(32, "LoRA alpha", ge=1)
     lora_dropout: float = opt(0.05, "LoRA dropout", ge=0, le=0.999)
     seed: int = opt(42, "random seed (data order, dropout, LoRA init)")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory, about 30% more time; "
                                               "TRL's SFTConfig turns it on by default, rlop only on request)")
     report_to: tracking.ReportTo = opt("none", tracking.HELP)
@@ -132,7 +134,7 @@ def _train(trl, cfg: SFTConfig, tmp: Path, model, tokenizer, dataset, peft_confi
         report_to=tracking.trl_report_to(cfg.report_to),
         seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(),
-        bf16=resolve_precision() == "bf16",
+        bf16=resolve_precision(cfg.precision) == "bf16",
         dataloader_num_workers=0,
         gradient_checkpointing=cfg.gradient_checkpointing,
         disable_tqdm=False,

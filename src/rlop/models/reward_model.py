@@ -73,16 +73,17 @@ class RewardModelScorer:
 
     def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None,
                  model: PreTrainedModel | None = None, tokenizer: PreTrainedTokenizerBase | None = None, dtype: torch.dtype = torch.float32,
-                 **model_kwargs):
+                 precision: str = "auto", **model_kwargs):
         """``max_length`` None: the length the model was trained at (its ``rlop_config.json``), else 512.
-        ``dtype``: of the stored weights (bf16 halves a frozen scorer's memory); ``model_kwargs`` go to ``from_pretrained``."""
+        ``dtype``: of the stored weights (bf16 halves a frozen scorer's memory); ``precision``: of the forward
+        passes (:mod:`rlop.models.precision`); ``model_kwargs`` go to ``from_pretrained``."""
         if max_length is None:
             max_length = trained_max_length(path)
         self.tokenizer = tokenizer or load_tokenizer(str(path))
         self.model = model or load_reward_model(str(path), dtype=dtype, **model_kwargs)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
-        self.max_length, self.batch_size = max_length, batch_size
+        self.max_length, self.batch_size, self.precision = max_length, batch_size, precision
 
     @torch.no_grad()
     def score_texts(self, texts: Sequence[str], progress: str | None = None) -> list[float]:
@@ -98,7 +99,7 @@ class RewardModelScorer:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
                 enc = tokenize_texts(self.tokenizer, [texts[i] for i in rows], self.max_length, self.device)
-                with autocast(self.device):
+                with autocast(self.device, self.precision):
                     pooled = last_hidden_state(self.model, enc["input_ids"], enc["attention_mask"])
                     for i, value in zip(rows, reward_from_hidden(self.model, pooled).tolist()):
                         out[i] = value

@@ -35,13 +35,14 @@ from rlop.data import PreferenceExample, load_preferences
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
 from rlop.models.precision import autocast
-from rlop.models.reward import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
+from rlop.models.reward_model import last_hidden_state, reward_from_hidden, rm_texts, tokenize_texts
 from rlop.rlp.uml_config import UMLConfig
 from rlop.training import tracking
-from rlop.distributed import is_main_process
+from rlop.distributed import is_main_process, no_sync
 from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
 from rlop.utils import MetricsLogger, derive_seed
+from rlop.models import precision as precision_
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class RewardConfig(StageConfig):
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     max_grad_norm: float = opt(1.0, "gradient clipping norm", gt=0)
     seed: int = opt(42, "random seed (hold-out split, data order, head init)")
+    precision: precision_.Precision = opt("auto", precision_.HELP)
     # RLP-SPG: synthetic preference pairs
     synthetic_file: str = opt("", "synthetic preference JSONL (from rlop spg) added to D (RLP-SPG)")
     synthetic_ratio: float = opt(0.0, "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)", ge=0)
@@ -191,7 +193,7 @@ class RewardTrainer:
         bs = max(1, self.cfg.per_device_batch_size * 2)
         for i in range(0, len(mine), bs):
             b = self._pair_batch(mine[i : i + bs])
-            with autocast(acc.device):
+            with autocast(acc.device, self.cfg.precision):
                 r = reward_from_hidden(rm, last_hidden_state(rm, b["input_ids"], b["attention_mask"]))
             n = r.shape[0] // 2
             correct[0] += (r[:n] > r[n:]).sum()
@@ -245,9 +247,8 @@ class RewardTrainer:
                 if use_views:
                     vbase = (step * A + a) * vb * P + acc.process_index * vb
                     vbatch = self._view_batch([views[i] for i in view_order[vbase : vbase + vb]])
-                ctx = acc.no_sync(module) if a < A - 1 else _nullcontext()
-                with ctx:
-                    with autocast(acc.device):
+                with no_sync(acc, [module], a == A - 1):
+                    with autocast(acc.device, self.cfg.precision):
                         loss, logs = module(batch, vbatch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"reward training: non-finite loss {loss.item()} at step {step}")
@@ -289,14 +290,6 @@ class RewardTrainer:
 
             save_file({k: v.contiguous() for k, v in acc.unwrap_model(self.module).aux.state_dict().items()}, str(out / "rep_heads.safetensors"))
         (out / "rlop_config.json").write_text(json.dumps(stage_record("reward", self.cfg, **(extra or {})), indent=2))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def dedupe_pairs(pairs: list[PreferenceExample], seen: set | None = None) -> tuple[list[PreferenceExample], int]:

@@ -24,11 +24,12 @@ class Reward(Protocol):
 
 
 class RewardModelReward:
-    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None, **model_kwargs):
-        from rlop.models.reward import RewardModelScorer
+    def __init__(self, path: str | Path, max_length: int | None = None, batch_size: int = 16, device: str | None = None,
+                 precision: str = "auto", **model_kwargs):
+        from rlop.models.reward_model import RewardModelScorer
 
         self.path = str(path)
-        self.scorer = RewardModelScorer(path, max_length=max_length, batch_size=batch_size, device=device, **model_kwargs)
+        self.scorer = RewardModelScorer(path, max_length=max_length, batch_size=batch_size, device=device, precision=precision, **model_kwargs)
 
     def __call__(self, examples, responses):
         return self.scorer.score([e.instruction for e in examples], [e.input for e in examples], responses)
@@ -42,7 +43,8 @@ class CallableReward:
         return [float(self.fn(e.instruction, e.input, r)) for e, r in zip(examples, responses)]
 
 
-def load_reward(spec: str, **kw) -> Reward:
+def load_reward(spec: str, precision: str = "auto", **kw) -> Reward:
+    """``precision``: of a reward model's forward passes (the gold and Python rewards run none)."""
     if spec == "gold":
         from rlop.sandbox.gold import GoldAnnotator
 
@@ -50,4 +52,4 @@ def load_reward(spec: str, **kw) -> Reward:
     if spec.startswith("python:"):
         mod, _, fn = spec[len("python:"):].rpartition(":")
         return CallableReward(getattr(importlib.import_module(mod), fn))
-    return RewardModelReward(spec, **kw)
+    return RewardModelReward(spec, precision=precision, **kw)

@@ -1,4 +1,6 @@
-"""One PPO rollout batch and the forward passes that score it (policy log-probs, values).
+"""PPO's model side: the ``ActorCritic`` module (policy and value model, prepared by accelerate
+as one), its forward passes (policy log-probs, values), the ``Rollout`` batch they fill and the
+adaptive KL controller.
 
 Kept apart from the trainer so that the loop in :mod:`rlop.training.ppo` reads as the
 algorithm: sample, score, shape rewards, estimate advantages, optimise.
@@ -12,7 +14,7 @@ import torch
 
 from rlop.models.generation import accepts_kwarg
 from rlop.models.loading import backbone, score_head
-from rlop.models.reward import position_ids_from_mask
+from rlop.models.reward_model import position_ids_from_mask
 from rlop.training import losses as L
 
 
@@ -41,12 +43,14 @@ class KLController:
     def __init__(self, cfg):
         self.value, self.cfg = cfg.kl_coef, cfg
 
-    def update(self, kl: float, n_steps: int) -> None:
-        """Adaptive controller of Ziegler et al. (used only with adaptive_kl)."""
+    def update(self, kl: float) -> None:
+        """Adaptive controller of Ziegler et al. (used only with adaptive_kl), once per rollout: the
+        coefficient moves by k_beta times the relative KL error, clipped to +-0.2 (their n_steps / horizon
+        with one update per batch of rollout_batch_size episodes)."""
         if not self.cfg.adaptive_kl:
             return
         err = max(min(kl / self.cfg.target_kl - 1, 0.2), -0.2)
-        self.value *= 1 + err * n_steps * self.cfg.k_beta / max(self.cfg.rollout_batch_size, 1)
+        self.value *= 1 + err * self.cfg.k_beta
 
 
 def response_logprobs(model, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False):
@@ -100,19 +104,3 @@ def disable_dropout(model: torch.nn.Module) -> None:
     for name in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout"):
         if cfg is not None and isinstance(getattr(cfg, name, None), float):
             setattr(cfg, name, 0.0)
-
-
-class no_sync:
-    """Skip DDP's gradient all-reduce for ``models`` unless ``sync`` (gradient accumulation)."""
-
-    def __init__(self, acc, models, sync: bool):
-        self.ctxs = [] if sync else [acc.no_sync(m) for m in models]
-
-    def __enter__(self):
-        for c in self.ctxs:
-            c.__enter__()
-
-    def __exit__(self, *a):
-        for c in reversed(self.ctxs):
-            c.__exit__(*a)
-        return False
