@@ -51,3 +51,45 @@ def precision(monkeypatch):
         monkeypatch.setenv("RLOP_PRECISION", value)
 
     return pin
+
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout whose rlop the tests' subprocesses import
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for torchrun / accelerate rendezvous; never a fixed number)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what: str, timeout: float = 300.0, proc=None) -> None:
+    """Poll ``condition()`` until true; fail the test (never carry on) when ``timeout`` passes or ``proc`` ends first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s and {what} did not happen")
+        time.sleep(0.1)
+
+
+def pytest_collection_modifyitems(items):
+    """The ``slow`` end-to-end tests (several tiny runs each) get 30 minutes instead of the suite's 10."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(1800))
+
+
+def resumed_step(output: str) -> int:
+    """The step PPO says it resumed from (``ppo: resumed from step N``); fails the test when it did not resume."""
+    import re
+
+    found = re.findall(r"ppo: resumed from step (\d+) \(checkpoint ", output)
+    if not found:
+        pytest.fail("PPO did not say it resumed from a checkpoint: it restarted\n" + output[-2000:])
+    return int(found[-1])

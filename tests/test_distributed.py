@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.test_uml import views_file  # noqa: F401  (fixture)
 
 HERE = Path(__file__).parent
@@ -23,10 +24,10 @@ def test_two_processes_match_one(tmp_path, views_file, rep):  # noqa: F811
     # float32 so that only the all-reduce summation order differs between the two runs
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1", "RLOP_PRECISION": "fp32"}
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    subprocess.run([sys.executable, str(HERE / "dist_reward.py"), str(one), "4", rep, str(views_file)], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, str(HERE / "dist_reward.py"), str(one), "4", rep, str(views_file)], check=True, env=env, capture_output=True, timeout=900)
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    r = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517" if rep == "none" else "29518",
-                        str(HERE / "dist_reward.py"), str(two), "2", rep, str(views_file)], env=env, capture_output=True, text=True)
+    r = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()),
+                        str(HERE / "dist_reward.py"), str(two), "2", rep, str(views_file)], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert b["processes"] == 2 and a["processes"] == 1

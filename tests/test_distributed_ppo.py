@@ -9,14 +9,14 @@ differs (metrics within 1e-4 relative, parameters within 1e-5)."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import free_port, resumed_step, wait_for
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun missing")
@@ -33,6 +33,19 @@ def _cmd(sft, out, procs: int, port: int, steps: int, *extra):
     if procs == 1:
         return [sys.executable, *args]
     return [str(TORCHRUN), "--nproc_per_node", str(procs), "--master_port", str(port), *args]
+
+
+def _kill_tree(proc) -> None:
+    """SIGKILL ``proc`` and every process below it, and wait until all of them are gone."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    family = [parent, *parent.children(recursive=True)]
+    for p in family:
+        p.kill()
+    proc.wait(timeout=60)
+    _, alive = psutil.wait_procs(family, timeout=60)
+    assert not alive, f"still running after SIGKILL: {alive}"
 
 
 def _metrics(out):
@@ -54,8 +67,8 @@ def _same_metrics(a, b):
 
 def test_two_processes_match_one(tiny_sft, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run(_cmd(tiny_sft, one, 1, 0, 3), check=True, env=_env(), capture_output=True)
-    r = subprocess.run(_cmd(tiny_sft, two, 2, 29541, 3), env=_env(), capture_output=True, text=True)
+    subprocess.run(_cmd(tiny_sft, one, 1, 0, 3), check=True, env=_env(), capture_output=True, timeout=900)
+    r = subprocess.run(_cmd(tiny_sft, two, 2, free_port(), 3), env=_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     _same_metrics(_metrics(one), _metrics(two))
     a, b = _policy(one), _policy(two)
@@ -73,19 +86,19 @@ def _policy_of(path):
 
 def test_resume_after_kill_on_two_processes(tiny_sft, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    r = subprocess.run(_cmd(tiny_sft, full, 2, 29542, 4, "--save-steps", "2"), env=_env(), capture_output=True, text=True)
+    r = subprocess.run(_cmd(tiny_sft, full, 2, free_port(), 4, "--save-steps", "2"), env=_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    proc = subprocess.Popen(_cmd(tiny_sft, killed, 2, 29543, 4, "--save-steps", "2"), env=_env(), start_new_session=True,
+    proc = subprocess.Popen(_cmd(tiny_sft, killed, 2, free_port(), 4, "--save-steps", "2"), env=_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = killed / "checkpoints" / "latest"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (latest.exists() and int(latest.read_text()) >= 2):
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
-    proc.wait()
+    wait_for(lambda: latest.exists() and int(latest.read_text()) >= 2, "a checkpoint of step 2 or later was written", 300, proc)
+    _kill_tree(proc)  # torchrun and both ranks (which need not share its process group)
     assert not (killed / "policy").exists(), "the run finished before it was killed"
-    r = subprocess.run(_cmd(tiny_sft, killed, 2, 29544, 4, "--save-steps", "2", "--resume"), env=_env(), capture_output=True, text=True)
+    before = (killed / "metrics.jsonl").read_text().splitlines()
+    r = subprocess.run(_cmd(tiny_sft, killed, 2, free_port(), 4, "--save-steps", "2", "--resume"), env=_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    step = resumed_step(r.stdout)  # resumed, not restarted (the newest complete checkpoint, 2 or later)
+    assert step >= 2 and (killed / "metrics.jsonl").read_text().splitlines()[:step] == before[:step]  # kept byte for byte
     _same_metrics(_metrics(full), _metrics(killed))
     a, b = _policy(full), _policy(killed)
     for k in a:
@@ -99,7 +112,7 @@ def test_fsdp2_sharded_step_equals_unsharded(tiny_sft, tmp_path):
     script = str(Path(__file__).parent / "dist_fsdp2.py")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     subprocess.run([sys.executable, script, str(one), str(tiny_sft)], check=True, env=_env(), capture_output=True, timeout=600)
-    r = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29545", script, str(two), str(tiny_sft)],
+    r = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_port", str(free_port()), script, str(two), str(tiny_sft)],
                        env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
@@ -121,7 +134,7 @@ def test_rlop_run_tiny_under_accelerate_launch(tmp_path):
     config = Path(__file__).parent.parent / "accelerate_configs" / "cpu_2proc.yaml"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    r = subprocess.run([str(accelerate), "launch", "--config_file", str(config), "--main_process_port", "29547", "-m", "rlop.cli", "run",
+    r = subprocess.run([str(accelerate), "launch", "--config_file", str(config), "--main_process_port", str(free_port()), "-m", "rlop.cli", "run",
                         "--preset", "tiny", "--out", str(tmp_path / "run")], env={**_env(), "TMPDIR": str(scratch)},
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]

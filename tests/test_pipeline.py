@@ -40,8 +40,20 @@ RECIPE_VALUES = {"sft": ("max_examples", 200, ["sft"]), "collect": ("max_prompts
                  "sample": ("n", 3, ["samples"]), "spg": ("gamma", 0.9, ["spg"]), "bon": ("n", 3, ["bon"])}
 
 
+# stage folder -> (its YAML section, the fields rlop run sets itself: wired paths and the run's own recipe values)
+_SAMPLES = {"policy", "prompts_file", "max_prompts", "n", "max_new_tokens", "seed"}
+_RM = {"model", "train_file", "max_train_pairs", "synthetic_file", "views_file", "rep_loss"}
+STAGE_SECTIONS = {"sft": ("sft", {"train_file", "max_examples"}), "collect": ("collect", {"policy", "prompts_file", "max_prompts", "max_new_tokens", "seed"}),
+                  "rm": ("reward", _RM), "rm-spg": ("reward", _RM), "rm-uml": ("reward", _RM),
+                  **{p: ("ppo", {"policy", "reward", "response_len", "prompts_file"}) for p in ("ppo", "ppo-spg", "ppo-uml")},
+                  "samples": ("sample", _SAMPLES), "heldout-sft": ("sample", _SAMPLES), "heldout-ppo": ("sample", _SAMPLES),
+                  "spg": ("spg", {"samples", "reward_model", "judge", "gamma", "seed"}),
+                  "bon": ("bon", {"policy", "reward", "n", "draws", "temperature", "max_new_tokens", "seed"})}
+
+
 @pytest.mark.slow
 def test_rlop_run_tiny_all_methods(tmp_path):
+    import dataclasses
     import json
 
     import yaml
@@ -52,6 +64,7 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     sections = {section: {key: value} for section, (key, value, _) in SECTION_VALUES.items()}
     for section, (key, value, _) in RECIPE_VALUES.items():
         sections[section][key] = value
+    sections["ppo"]["precision"] = "fp32"  # precision is a section key like any other
     cfg.write_text(yaml.safe_dump(sections))
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run" / "bon" / "stage.json").read_text())["config"]["temperature"] == 1.0  # AlpacaFarm's best-of-n
@@ -63,6 +76,18 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     for section, (key, value, stages) in [*SECTION_VALUES.items(), *RECIPE_VALUES.items()]:
         for stage in stages:
             assert json.loads((tmp_path / "run" / stage / "stage.json").read_text())["config"][key] == value, (section, stage)
+    # one road: every other field of every stage config is what the stage's own command resolves from the same YAML
+    from rlop.config import build_config, section_class
+
+    for stage, (section, run_set) in STAGE_SECTIONS.items():
+        recorded = json.loads((tmp_path / "run" / stage / "stage.json").read_text())["config"]
+        own = dataclasses.asdict(build_config(section_class(section), "tiny", cfg, section=section))
+        assert set(recorded) == set(own), stage
+        differ = {k for k in own if recorded[k] != own[k]} - run_set - {"precision"}
+        assert not differ, (stage, {k: (recorded[k], own[k]) for k in differ})
+    for ppo in ("ppo", "ppo-spg", "ppo-uml"):
+        record = json.loads((tmp_path / "run" / ppo / "stage.json").read_text())
+        assert record["precision"] == record["config"]["precision"] == "fp32", ppo
     heldout = json.loads((tmp_path / "run" / "heldout-ppo" / "stage.json").read_text())["config"]
     assert heldout["top_p"] == 0.95 and heldout["n"] == 4  # sample:'s sampling options; the count is heldout_samples
     report = (tmp_path / "run" / "report.md").read_text()
@@ -106,23 +131,23 @@ def test_killed_run_continues_without_redoing_stages(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     cmd = [sys.executable, "-m", "rlop.cli", "run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg"]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    from tests.conftest import REPO, resumed_step, wait_for
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, timeout=900)
     run = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = run / "ppo" / "checkpoints" / "latest"
-    deadline = time.time() + 600
-    while time.time() < deadline and not latest.exists():
-        time.sleep(0.2)
+    wait_for(latest.exists, "PPO wrote its first checkpoint", 600, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     sft_stamp = (run / "sft" / "stage.json").stat().st_mtime_ns
     assert not (run / "ppo" / "stage.json").exists()
-    out = subprocess.run(cmd + ["--out", str(run)], check=True, env=env, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd + ["--out", str(run)], check=True, env=env, capture_output=True, text=True, timeout=900).stdout
     assert "sft: cached" in out and "rm: cached" in out
+    assert resumed_step(out) >= 1  # the PPO stage continued from its checkpoint, not from step 0
     assert (run / "sft" / "stage.json").stat().st_mtime_ns == sft_stamp
     a = json.loads((tmp_path / "full" / "results.json").read_text())
     b = json.loads((run / "results.json").read_text())

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -53,19 +52,22 @@ def _ppo_cmd(policy, out, *extra):
 
 
 def test_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    from tests.conftest import REPO, resumed_step, wait_for
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     full = tmp_path / "full"
-    subprocess.run(_ppo_cmd(tiny_sft, full), check=True, env=env, capture_output=True)
+    subprocess.run(_ppo_cmd(tiny_sft, full), check=True, env=env, capture_output=True, timeout=900)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_ppo_cmd(tiny_sft, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = killed / "checkpoints" / "latest"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (latest.exists() and int(latest.read_text()) >= 2):
-        time.sleep(0.2)
+    wait_for(lambda: latest.exists() and int(latest.read_text()) >= 2, "a checkpoint of step 2 or later was written", 300, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     assert not (killed / "policy").exists(), "the run finished before it was killed"
-    subprocess.run(_ppo_cmd(tiny_sft, killed, "--resume"), check=True, env=env, capture_output=True)
+    before = (killed / "metrics.jsonl").read_text().splitlines()
+    r = subprocess.run(_ppo_cmd(tiny_sft, killed, "--resume"), check=True, env=env, capture_output=True, text=True, timeout=900)
+    step = resumed_step(r.stdout)  # resumed, not restarted (the newest complete checkpoint, 2 or later)
+    assert step >= 2 and (killed / "metrics.jsonl").read_text().splitlines()[:step] == before[:step]  # kept byte for byte
     a, b = _metrics(full / "metrics.jsonl"), _metrics(killed / "metrics.jsonl")
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b):

@@ -115,7 +115,7 @@ def test_alpacafarm_example_recipe_splits_and_validates(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "examples" / "alpacafarm" / "make_splits.py"), "--shared", str(SHARED), "--out",
-                          str(tmp_path / "data")], check=True, capture_output=True, text=True).stdout
+                          str(tmp_path / "data")], check=True, capture_output=True, text=True, timeout=900).stdout
     counts = {name: len(load_instructions(tmp_path / "data" / f"{name}.jsonl")) for name in ("sft", "preference", "unlabeled", "val", "eval")}
     assert counts == {"sft": 1190, "preference": 1190, "unlabeled": 2380, "val": 240, "eval": 805}, out  # Table 1's 5 : 5 : 10 : 1
     assert all(e.output for e in load_instructions(tmp_path / "data" / "eval.jsonl", require_output=True))

@@ -231,6 +231,22 @@ def _execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_error(e: OSError) -> str | None:
+    """The message for an ``OSError`` a user can fix (no space, read-only, permission), else None."""
+    import errno
+    import shutil
+
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return None
+    where = e.filename or "the output folder"
+    text = f"cannot write {where}: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename:
+        existing = next((p for p in [Path(e.filename), *Path(e.filename).parents] if p.exists()), None)
+        if existing is not None:
+            text += f" ({shutil.disk_usage(existing).free / 2**20:.0f} MiB free there); free some space or choose another --out"
+    return text + "; nothing half-written was left"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlop import __version__
 
@@ -254,6 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         return _execute(args)
     except UserError as e:
         print(f"rlop: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        message = write_error(e)
+        if message is None:
+            raise
+        print(f"rlop: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as e:  # safetensors reports a failed write as its own error, not an OSError
+        if type(e).__name__ != "SafetensorError" or "No space left" not in str(e):
+            raise
+        print(f"rlop: error: {write_error(OSError(28, 'No space left on device', getattr(args, 'out', None)))}", file=sys.stderr)
         return 2
     except FloatingPointError as e:
         print(f"rlop: stopped: {e}", file=sys.stderr)

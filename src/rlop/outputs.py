@@ -112,6 +112,8 @@ def lock(out: Path, main: bool = True) -> Iterator[None]:
         yield
     finally:
         del _held[out]
+        with contextlib.suppress(OSError):  # still held: nobody can be between its lock and this unlink
+            os.unlink(out / LOCK)
         os.close(fd)
 
 
@@ -120,6 +122,18 @@ def _acquire(path: Path) -> int:
         import fcntl
     except ImportError:  # Windows: no advisory locks; single-writer is then the user's job
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(10):  # the holder unlinks the file when it lets go: a lock on an unlinked file is worth nothing
+        fd = _acquire_once(path, fcntl)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OutputError(f"--out {path.parent}: could not take the folder's lock (it kept being replaced)")
+
+
+def _acquire_once(path: Path, fcntl) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -45,8 +45,13 @@ class ModelNotAvailable(UserError, ValueError):
 
 def _load(loader, spec: str, path: str, **kw):
     """``loader.from_pretrained`` with the user's mistakes turned into :class:`ModelNotAvailable`."""
+    from safetensors import SafetensorError
+
     try:
         return loader.from_pretrained(path, **kw)
+    except SafetensorError as e:  # a truncated or damaged weights file
+        raise ModelNotAvailable(f"cannot load model {spec!r}: its weights file is damaged or incomplete ({e}); "
+                                "redo the stage that wrote it (rlop run ... --force STAGE)") from None
     except (OSError, ValueError, ImportError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "" if Path(path).is_dir() else " (no such local directory; as a Hugging Face id)"

@@ -15,6 +15,7 @@ from rlop import outputs
 from rlop.config import ConfigError, build_config, read_yaml
 from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
+from rlop.pipeline.recipe import check_sources
 from rlop.pipeline.resolve import explicit_run_options
 from rlop.pipeline.run import Pipeline
 from rlop.pipeline.stages import ORDER
@@ -41,6 +42,7 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
                               "and rlop sandbox export")
     if force and force not in ORDER:
         raise ConfigError(f"--force: unknown stage {force!r}; stages: {', '.join(ORDER)}")
+    check_sources(cfg)  # before --out is claimed: a wrong path leaves nothing behind
     explicit = explicit_run_options(config_file, overrides)
     if cfg.seeds:
         return _run_seeds(cfg, config_file, out, force, overwrite, explicit | {"seed"})

@@ -60,3 +60,14 @@ def eval_annotator(run_cfg, e):
     api = e.api.annotator_options(run_cfg.seed)
     return make_annotator(run_cfg.eval_annotator, run_cfg.eval_reward_model or e.reward_model or None, precision=e.precision,
                           **(api if run_cfg.eval_annotator == "api" else {}))
+
+
+SOURCE_OPTIONS = ("sft_file", "preference_prompts_file", "preferences_file", "unlabeled_file", "heldout_file", "eval_file", "eval_reward_model")
+
+
+def check_sources(run_cfg) -> None:
+    """Every local file or folder the run reads exists (``sandbox:`` and ``hf:`` sources are checked when read)."""
+    for name in SOURCE_OPTIONS:
+        value = getattr(run_cfg, name)
+        if value and not value.startswith(("sandbox:", "hf:")) and not Path(value).exists():
+            raise DataError(value, None, None, f"not found (--{name.replace('_', '-')})")

@@ -39,6 +39,7 @@ from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
+from rlop.pipeline.manifest import manifest, mismatches
 from rlop.pipeline.resolve import StageResolver
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
@@ -55,12 +56,12 @@ from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_p
 DIAGNOSTICS_VERSION = 1  # part of diagnostics.json's key: raise it when the diagnostics change
 
 
-def _stage_record(key: str, started: float, config: Any, precision: str) -> str:
+def _stage_record(key: str, started: float, config: Any, precision: str, folder: Path) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
     stage (MB; models an earlier stage still holds count too), the precision it computed in (its
-    config's, else the run's) and the stage's config."""
+    config's, else the run's), the stage's config and its files' sizes and digests (:mod:`rlop.pipeline.manifest`)."""
     rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(),
-           "precision": resolve_precision(getattr(config, "precision", precision))}
+           "precision": resolve_precision(getattr(config, "precision", precision)), "files": manifest(folder)}
     if config is not None:
         rec["config"] = dataclasses.asdict(config)
     return json.dumps(rec)
@@ -100,8 +101,19 @@ class Pipeline:
         return self.shared_seed if stage in self.shared else self.cfg.seed
 
     def done(self, name: str, key: str) -> bool:
+        """Whether the stage folder holds this key's finished output, its files as they were written
+        (a damaged, truncated or edited file makes the stage be redone, with a line saying why)."""
         f = self.stage_dir(name) / "stage.json"
-        return f.exists() and json.loads(f.read_text()).get("key") == key
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(rec, dict) or rec.get("key") != key:
+            return False
+        problems = mismatches(self.stage_dir(name), rec.get("files", {}))
+        if problems and self.main:
+            self.log(f"{name}: its files changed since it was written ({'; '.join(problems[:3])}); redoing it", flush=True)
+        return not problems
 
     def run_stage(self, name: str, key: str, fn: Callable[[Path], None], atomic: bool = True, config: Any = None) -> Path:
         """Run ``fn(folder)`` unless the stage folder records ``key``; ``stage.json`` records key, time and ``config``."""
@@ -116,7 +128,7 @@ class Pipeline:
         if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
             with outputs.staged(d, name, main=main) as tmp:
                 fn(tmp)
-                (tmp / "stage.json").write_text(_stage_record(key, t, config, self.cfg.precision))
+                (tmp / "stage.json").write_text(_stage_record(key, t, config, self.cfg.precision, tmp))
         else:  # PPO: its folder holds checkpoints to resume from, written by every process
             with outputs.claim(d, "ppo", main=main):
                 if main:
@@ -128,7 +140,7 @@ class Pipeline:
                 barrier()
                 fn(d)
                 if main:
-                    atomic_write_text(d / "stage.json", _stage_record(key, t, config, self.cfg.precision))
+                    atomic_write_text(d / "stage.json", _stage_record(key, t, config, self.cfg.precision, d))
         barrier()  # the other processes read the published stage next
         self.progress.finish(name, t)
         return d

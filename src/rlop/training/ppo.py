@@ -279,7 +279,8 @@ class PPOTrainer(Checkpoints):
         acc, cfg = self.accelerator, self.cfg
         if resume and (ck := self.latest_checkpoint()) is not None:
             self.load_checkpoint(ck)
-            log.info("resumed from %s (step %d)", ck, self.step)
+            if acc.is_main_process:  # said, not only logged: a restart from step 0 must be visible
+                print(f"ppo: resumed from step {self.step} (checkpoint {ck})", flush=True)
         elif acc.is_main_process and self.metrics.path.exists():
             self.metrics.path.unlink()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="ppo", disable=not acc.is_local_main_process, unit="step")
