@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "bon": Command("best-of-n baseline: sample n, keep the highest-reward response", "rlop.training.best_of_n:BestOfNConfig", "bon"),
     "eval": Command("win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)",
                     "rlop.evaluation.winrate:EvalConfig", "eval", out="optional"),
+    "overopt": Command("the over-optimisation curve: SFT and every policy PPO kept (--snapshot-steps) scored for gold, proxy and KL on fixed held-out prompts",
+                       "rlop.evaluation.overopt:OveroptConfig", "overopt"),
     "agreement": Command("how far an annotator agrees with already labelled pairs, and its position bias (bootstrap 95% CIs)",
                          "rlop.evaluation.agreement:AgreementConfig", "agreement", out="optional"),
     "run": Command("Algorithm 1 end to end: SFT, collect, RM, PPO, RLP retraining, PPO again, best-of-n, eval, report",
@@ -164,6 +166,14 @@ def _do_eval(cfg, args) -> str:
 
     res = run_eval(cfg, args.out)
     return json.dumps({k: v for k, v in res.items() if k != "scores"}, indent=2)  # per-instruction scores: in winrate.json
+
+
+def _do_overopt(cfg, args) -> str:
+    from rlop.evaluation.overopt import run_overopt
+    from rlop.evaluation.report import overopt_lines
+
+    curve = run_overopt(cfg, args.out)
+    return "\n".join(overopt_lines({Path(cfg.ppo_dir).name: curve})[1:]) + f"\n\ncurve written to {Path(args.out) / 'curve.json'} and overopt.png"
 
 
 def _do_agreement(cfg, args) -> str:

@@ -34,8 +34,8 @@ T = TypeVar("T")
 
 # A run-level preset that a stage config does not define uses this preset of the stage instead
 # (``rlop run --preset study`` runs every stage at its ``cpu`` settings unless the stage has a
-# ``study`` entry of its own, as PPO does).
-PRESET_BASE = {"study": "cpu"}
+# ``study`` entry of its own, as PPO does; ``overopt`` likewise).
+PRESET_BASE = {"study": "cpu", "overopt": "cpu"}
 
 # YAML section -> the config class it configures (module:Class, imported on demand)
 SECTIONS = {
@@ -47,6 +47,7 @@ SECTIONS = {
     "sample": "rlop.models.sampling:SampleConfig",
     "collect": "rlop.sandbox.collect:CollectConfig",
     "eval": "rlop.evaluation.winrate:EvalConfig",
+    "overopt": "rlop.evaluation.overopt:OveroptConfig",
     "agreement": "rlop.evaluation.agreement:AgreementConfig",
     "sandbox": "rlop.sandbox.world:SandboxConfig",
     "run": "rlop.pipeline.run_config:RunConfig",

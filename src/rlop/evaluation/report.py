@@ -8,7 +8,7 @@ from pathlib import Path
 from rlop.rlp.variants import VARIANTS
 
 
-def _plots(run: Path, methods: dict) -> list[str]:
+def _plots(run: Path, methods: dict, overopt: dict | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,11 +55,16 @@ def _plots(run: Path, methods: dict) -> list[str]:
             ax.set_xlabel("KL to the SFT policy (per response)")
             ax.set_title(title)
         axes[0].legend()
-        fig.suptitle("Over-optimisation: gold falls while the proxy rises")
+        fig.suptitle("PPO's own rollout batches (other prompts at every step; the fixed-prompt curve is overopt.png)")
         fig.tight_layout()
         fig.savefig(run / "gold_vs_proxy.png", dpi=120)
         plt.close(fig)
         made.append("gold_vs_proxy.png")
+    if overopt:
+        from rlop.evaluation.overopt import plot_curves
+
+        plot_curves(overopt, run / "overopt.png")
+        made.append("overopt.png")
     stats = run / "spg" / "spg_stats.json"
     if stats.exists():
         s = json.loads(stats.read_text())
@@ -74,6 +79,30 @@ def _plots(run: Path, methods: dict) -> list[str]:
     return made
 
 
+def _ci(st: dict) -> str:
+    if not st or st.get("diff") is None:
+        return "n/a"
+    return f"{st['diff']:+.3f} ({st['ci_low']:+.3f} to {st['ci_high']:+.3f})"
+
+
+def overopt_lines(curves: dict) -> list[str]:
+    """The over-optimisation table: gold's peak on the fixed held-out prompts and the drop after it, per PPO run."""
+    if not curves:
+        return []
+    c0 = next(iter(curves.values()))
+    lines = ["", f"## Over-optimisation (every kept PPO policy on the same {c0['prompts']} held-out prompts x {c0['samples']} samples)", "",
+             "Gold drop = gold at its peak minus gold at the last kept policy (95% paired bootstrap CI over prompts); the "
+             "second figure chooses the peak on the even-indexed prompts and measures the drop on the odd ones, free of the "
+             "selection that flatters the first. KL: nats per response to SFT.", "",
+             "| PPO run | kept policies | gold peak: step | KL | gold | last: step | KL | gold | gold drop | drop, peak chosen on other half | proxy change after peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, c in curves.items():
+        s = c["summary"]
+        lines.append(f"| {name} | {len(c['points']) - 1} | {s['peak_step']} | {s['peak_kl']:.2f} | {s['peak_gold']:.3f} | {s['last_step']} | "
+                     f"{s['last_kl']:.2f} | {s['last_gold']:.3f} | {_ci(s['drop'])} | {_ci(s['drop_heldout'])} | {s['proxy_change']:+.3f} |")
+    return lines
+
+
 def table(methods: dict) -> str:
     lines = ["| method | win-rate % | 95% CI | gold success % | n | mean length (chars) |", "|---|---|---|---|---|---|"]
     for m, r in methods.items():
@@ -86,7 +115,7 @@ def write_report(run: str | Path) -> Path:
     run = Path(run)
     res = json.loads((run / "results.json").read_text())
     methods, diag = res["methods"], res.get("diagnostics", {})
-    plots = _plots(run, methods)
+    plots = _plots(run, methods, res.get("overopt"))
     parts = ["# rlop run report", "", f"Run directory: `{run}`", "", f"## Win-rate against the reference outputs ({res.get('eval_annotator', 'gold')} annotator)", "", table(methods), ""]
     k = res.get("eval_samples", 1)
     parts += [f"n counts instructions; each has {k} sampled output{'s' if k > 1 else ''} (temperature 0.7, top-p 0.9)"
@@ -113,6 +142,7 @@ def write_report(run: str | Path) -> Path:
             for name, st in by_rm.items():
                 if isinstance(st, dict) and st.get("accuracy") is not None:
                     parts.append(f"| {where} | {name} | {st['accuracy'] * 100:.1f} | {st['ci_low'] * 100:.1f}-{st['ci_high'] * 100:.1f} | {st['pairs']} |")
+    parts += overopt_lines(res.get("overopt") or {})
     for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own lines (SPG's pairs, UML's loss terms)
         parts += v.report_lines(diag)
     stages = json.loads((run / "stages.json").read_text()) if (run / "stages.json").exists() else {}

@@ -22,7 +22,7 @@ from rlop.pipeline.stages import ORDER
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.utils import atomic_write_text
 
-RUN_ENTRIES = ("run_config.json", "results.json", "diagnostics.json", "stages.json", "report.md", "winrate.png", "ppo_curves.png", "gold_vs_proxy.png", "spg_confidence.png")
+RUN_ENTRIES = ("run_config.json", "results.json", "diagnostics.json", "stages.json", "report.md", "winrate.png", "ppo_curves.png", "gold_vs_proxy.png", "overopt.png", "spg_confidence.png")
 SEEDS_ENTRIES = ("run_config.json", "shared", *COMPARE_ENTRIES)
 
 

@@ -31,6 +31,7 @@ from rlop.config import ConfigError
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
 from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples
+from rlop.evaluation.overopt import OveroptConfig, run_overopt
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
 from rlop.evaluation.winrate import EvalConfig, gold_success_rate, win_rate
@@ -212,7 +213,8 @@ class Pipeline:
         paired = paired_table({m: [r["scores"]] for m, r in results.items()}, seed=c.seed)
         if not self.main:
             return results
-        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "eval_annotator": c.eval_annotator,
+        atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "overopt": self.overopt_curves(),
+                                                                   "eval_annotator": c.eval_annotator,
                                                                    "precision": resolve_precision(c.precision), "eval_samples": c.eval_samples}, indent=2))
         atomic_write_text(self.out / "stages.json", json.dumps(self.stage_records(), indent=2))  # timings: apart, so results.json reproduces
 
@@ -243,7 +245,10 @@ class Pipeline:
                 run_ppo(pcfg, d, resume=True, gold=self.gold)
                 shutil.rmtree(d / "checkpoints", ignore_errors=True)  # only needed to resume; gigabytes each
 
-            return self.run_stage(name, _key(name, pcfg, self.keys[dep], source_digest(c.unlabeled_file)), do, atomic=False, config=pcfg)
+            d = self.run_stage(name, _key(name, pcfg, self.keys[dep], source_digest(c.unlabeled_file)), do, atomic=False, config=pcfg)
+            if pcfg.snapshot_steps:
+                self._overopt(name, sft, reward_dir, d, pcfg)
+            return d
 
         if not {"ppo", *VARIANTS} & set(self.methods):
             return rm
@@ -269,6 +274,35 @@ class Pipeline:
         return self.stage_cfg(PPOConfig, "ppo", name, wired={"policy": str(sft), "reward": str(reward_dir)},
                               recipe={"response_len": ("max_new_tokens", c.max_new_tokens), "prompts_file": ("unlabeled_file", c.unlabeled_file)})
 
+    def _overopt_cfg(self, ppo_name: str, sft: Path, reward_dir: Path, ppo_dir: Path, pcfg: PPOConfig) -> OveroptConfig:
+        c = self.cfg
+        return self.stage_cfg(OveroptConfig, "overopt", f"overopt-{ppo_name}", recipe={"prompts_file": ("heldout_file", c.heldout_file), "seed": ("seed", c.seed)},
+                              wired={"ppo_dir": str(ppo_dir), "reference": str(sft), "reward": str(reward_dir), "max_new_tokens": pcfg.response_len,
+                                     "temperature": pcfg.temperature})
+
+    def _overopt(self, ppo_name: str, sft: Path, reward_dir: Path, ppo_dir: Path, pcfg: PPOConfig) -> None:
+        """The over-optimisation curve of one PPO stage run with ``snapshot_steps``: its kept policies scored on
+        fixed held-out prompts with the same sampling seeds for every snapshot and every PPO run of the run."""
+        c = self.cfg
+        if self.gold is None or not has_tasks(load_instructions(c.heldout_file, limit=1)):
+            if self.main:
+                self.log(f"overopt-{ppo_name}: left out (the gold score needs sandbox tasks in unlabeled_file and heldout_file)", flush=True)
+            return
+        name = f"overopt-{ppo_name}"
+        ocfg = self._overopt_cfg(ppo_name, sft, reward_dir, ppo_dir, pcfg)
+        self.run_stage(name, _key(name, ocfg, self.keys[ppo_name], source_digest(c.heldout_file)), lambda d: run_overopt(ocfg, d), config=ocfg)
+
+    def overopt_curves(self) -> dict[str, dict]:
+        """Every over-optimisation curve of this run by PPO stage: its points and peak summary (no per-prompt scores)."""
+        curves = {}
+        for name in self.keys:
+            f = self.stage_dir(name) / "curve.json"
+            if name.startswith("overopt-") and f.exists():
+                cv = json.loads(f.read_text())
+                curves[name[len("overopt-"):]] = {"prompts": cv["prompts"], "samples": cv["samples"], "summary": cv["summary"],
+                                                  "points": [{k: v for k, v in p.items() if k != "example_texts"} for p in cv["points"]]}
+        return curves
+
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
         """Stages this run will go through, in order, with their estimated seconds."""
         c, u = self.cfg, SECONDS_PER_UNIT
@@ -292,6 +326,11 @@ class Pipeline:
             est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.eval_samples * c.max_new_tokens
         if c.heldout_prompts and "ppo" in est:
             est.update({h: u["samples"] * c.heldout_prompts * c.heldout_samples * c.max_new_tokens for h in HELDOUT})
+        if ppo_cfg.snapshot_steps:  # each kept policy and SFT sampled, and scored by two models (about 2x the sampling)
+            ocfg = self._overopt_cfg("ppo", Path(), Path(), Path(), ppo_cfg)
+            points = 1 + ppo_cfg.steps // ppo_cfg.snapshot_steps
+            cost = 2 * u["samples"] * points * ocfg.max_prompts * ocfg.samples * ocfg.max_new_tokens
+            est = {k: v for s, e in est.items() for k, v in ((s, e), *(((f"overopt-{s}", cost),) if s in POLICY_STAGE.values() else ()))}
         return est
 
     def _eval_sampling(self) -> SamplingConfig:

@@ -18,8 +18,10 @@ SHAREABLE = {"sft": (), "collect": ("sft",), "rm": ("sft", "collect"), "heldout-
 
 @dataclass
 class RunConfig(StageConfig):
-    preset: Literal["tiny", "cpu", "study", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
+    preset: Literal["tiny", "cpu", "study", "overopt", "gpu"] = opt("cpu", "stage presets: cpu (SmolLM2-135M on 2 cores) | tiny (seconds, for tests) | "
                                                             "study (every method over seeds 0,1,2 on 2 cores, sharing SFT, D and the step-2 RM) | "
+                                                            "overopt (PPO past gold's peak with its policy kept every 8 steps and scored on fixed "
+                                                            "held-out prompts: the over-optimisation curve, 2 cores) | "
                                                    "gpu (one GPU: AlpacaFarm's stage shapes on the whole sandbox world; untested on GPU)")
     methods: str = opt(",".join(DEFAULT_METHODS), f"comma-separated methods from {', '.join(ALL_METHODS)}, or all")
     seed: int = opt(0, "run seed: collection, policy samples, SPG and evaluation sampling use it; SFT, reward models and PPO add it to their own seed")
@@ -87,6 +89,8 @@ class RunConfig(StageConfig):
         # on them (SFT's and best-of-n's eval outputs, SFT's held-out samples); each seed trains its own PPO, step 4 and step 5
         "study": dict(preset="study", methods="all", seeds="0,1,2", shared_stages="sft,collect,rm,heldout-sft,outputs-sft,bon",
                       preference_prompts=400, max_new_tokens=32),
+        # gate A: SFT and PPO only, 32-token responses, a smaller eval; the PPO stages keep snapshots (PPOConfig's overopt)
+        "overopt": dict(preset="overopt", methods="sft,ppo", max_new_tokens=32, eval_prompts=100),
         "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
                     max_new_tokens=128, heldout_prompts=200, bon_n=16),
     }

@@ -11,8 +11,10 @@ from rlop.pipeline.run_config import ALL_METHODS
 from rlop.rlp.variants import VARIANTS
 
 HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the reward-model diagnostics
-ORDER = ["sft", "collect", "rm", "ppo", "samples", *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage)), *HELDOUT, "bon", "eval"]
 POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
+OVEROPT = {p: f"overopt-{p}" for p in POLICY_STAGE.values()}  # PPO stage -> its over-optimisation curve (ppo: snapshot_steps)
+ORDER = ["sft", "collect", "rm", "ppo", OVEROPT["ppo"], "samples",
+         *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage, OVEROPT[v.ppo_stage])), *HELDOUT, "bon", "eval"]
 EVAL_OUTPUTS = [f"outputs-{m}" for m in ALL_METHODS if m != "bon"]  # what ``--force eval`` redoes (bon samples in its own stage)
 
 
@@ -25,6 +27,8 @@ def _stage_inputs() -> dict[str, tuple[str, ...]]:
         for stage in v.stages:
             graph[stage], reads = reads, (*reads, stage)
         graph[v.ppo_stage] = ("sft", v.reward_stage)
+        graph[OVEROPT[v.ppo_stage]] = ("sft", v.reward_stage, v.ppo_stage)
+    graph[OVEROPT["ppo"]] = ("sft", "rm", "ppo")
     graph.update({out: (POLICY_STAGE.get(out[8:], out[8:]),) for out in EVAL_OUTPUTS})  # sft's outputs read the sft stage
     return graph
 

@@ -307,6 +307,8 @@ class PPOTrainer(Checkpoints):
                 on_step(stats)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward_mean']:.3f}", kl=f"{stats['kl']:.3f}")
+            if cfg.snapshot_steps and self.step % cfg.snapshot_steps == 0:
+                self.save_policy(snapshot_dir(self.out, self.step))
             if self.step % cfg.save_steps == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
         bar.close()
@@ -336,7 +338,21 @@ class PPOTrainer(Checkpoints):
         return Path(path)
 
 
-PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", tracking.DIR, "wandb")
+PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", "snapshots", tracking.DIR, "wandb")
+
+
+def snapshot_dir(out: str | Path, step: int) -> Path:
+    """Where PPO keeps its policy after ``step`` steps (``--snapshot-steps``)."""
+    return Path(out) / "snapshots" / f"step-{step:05d}"
+
+
+def snapshots(out: str | Path) -> dict[int, Path]:
+    """The policies a PPO run kept (``--snapshot-steps``), by step; complete ones only."""
+    found = {}
+    for d in sorted((Path(out) / "snapshots").glob("step-*")):
+        if (d / "config.json").exists() and d.name[5:].isdigit():
+            found[int(d.name[5:])] = d
+    return found
 
 
 def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:

@@ -69,6 +69,8 @@ class PPOConfig(StageConfig):
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass of policy and value model (less memory, ~30% more time)")
     save_steps: int = opt(20, "checkpoint every this many steps (for --resume)", ge=1)
     keep_checkpoints: int = opt(2, "checkpoints kept on disk", ge=1)
+    snapshot_steps: int = opt(0, "keep the policy every this many steps in snapshots/step-N (transformers folders, kept after the run) "
+                                 "for the over-optimisation curve (rlop overopt); 0: off", ge=0)
     seed: int = opt(42, "random seed (prompt order, sampling, init)")
     precision: precision_.Precision = opt("auto", precision_.HELP)
     generation_batch_size: int = opt(32, "prompts per generation batch", ge=1)
@@ -89,6 +91,9 @@ class PPOConfig(StageConfig):
         # the multi-seed study (rlop run --preset study): the cpu shapes, 10 steps per PPO run (three per seed), and
         # AlpacaFarm's learning-rate horizon (the planned run), so the rate stays near its peak over the steps used
         "study": {**_CPU, "response_len": 32, "steps": 10, "lr_horizon": "planned"},
+        # gate A of the RLP experiment (rlop run --preset overopt): the cpu shapes with AlpacaFarm's KL coefficient and
+        # learning-rate horizon, enough steps for the gold score to pass its peak, and the policy kept every 8 steps
+        "overopt": {**_CPU, "steps": 64, "kl_coef": 0.0067, "lr_horizon": "planned", "save_steps": 8, "snapshot_steps": 8},
         # one GPU: AlpacaFarm's shapes (the field defaults) with batches that fill an 80 GB card for models up to 1B (untested on GPU)
         "gpu": dict(generation_batch_size=128, micro_batch_size=16, reward_batch_size=64),
     }
