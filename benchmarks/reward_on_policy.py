@@ -24,7 +24,8 @@ from rlop.config import build_config
 from rlop.data.io import load_preferences
 from rlop.evaluation.diagnostics import gold_pairs_from_preferences, gold_pairs_from_samples, reward_accuracy
 from rlop.reward_functions import RewardModelReward
-from rlop.training.reward_trainer import RewardConfig, run_reward, split_holdout
+from rlop.training.reward_data import split_holdout
+from rlop.training.reward_trainer import RewardConfig, run_reward
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ def test_all_negatives_count():
 
 def test_mib_gradient_reaches_backbone(views_file):
     cfg = build_config(RewardConfig, "tiny", overrides={"views_file": str(views_file), "rep_loss": "mib", "rep_lambda": 1.0})
-    _, _, views, _ = load_reward_data(cfg)
+    _, _, views, _, _ = load_reward_data(cfg)
     trainer = RewardTrainer(cfg, aux=lambda h: MIBLoss(h, 8, 32))
     vb = trainer._view_batch(views[:4])
     from rlop.models.reward_model import last_hidden_state

@@ -47,7 +47,7 @@ def test_repeated_pairs_never_reach_the_held_out_set(tmp_path):
 
     rows = [{**PAIR, "instruction": f"q{i % 10}"} for i in range(100)]  # 10 distinct pairs, each 10 times
     f = write_jsonl(tmp_path / "p.jsonl", rows)
-    train, ev, _, _ = load_reward_data(RewardConfig(model="tiny", train_file=str(f), eval_holdout=5))
+    train, ev, _, _, _ = load_reward_data(RewardConfig(model="tiny", train_file=str(f), eval_holdout=5))
     keys = lambda ps: {(p.instruction, p.chosen, p.rejected) for p in ps}  # noqa: E731
     assert len(train) + len(ev) == 10 and not keys(train) & keys(ev)
 

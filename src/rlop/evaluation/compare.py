@@ -53,7 +53,7 @@ def reward_model_table(diags: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     from the step-2 ``rm`` on the same pairs (RLP's premise: right more often where the policy is)."""
     out: dict[str, dict] = {}
     for where in diags[0] if diags and all(diags) else ():
-        if where in ("spg_pairs", "left_out", "uml_terms") or not all(where in d for d in diags):
+        if where in ("spg_pairs", "left_out", "uml_terms", "vs_null") or not all(where in d for d in diags):
             continue
         names = [n for n in diags[0][where] if all("outcomes" in d[where].get(n, {}) for d in diags)]
         runs = {n: [d[where][n]["outcomes"] for d in diags] for n in names}
@@ -61,6 +61,10 @@ def reward_model_table(diags: list[dict[str, Any]], seed: int = 0) -> dict[str, 
         for n in names:
             if n != "rm" and "rm" in runs:
                 row[n]["vs_rm"] = paired_bootstrap(runs[n], runs["rm"], seed=seed)
+            nulls = [d.get("vs_null", {}).get(where, {}).get(n, {}).get("null") for d in diags]  # each run's own null arm
+            if all(nulls) and all("outcomes" in d[where].get(null, {}) for d, null in zip(diags, nulls)):
+                row[n]["vs_null"] = {**paired_bootstrap(runs[n], [d[where][null]["outcomes"] for d, null in zip(diags, nulls)], seed=seed),
+                                     "null": sorted(set(nulls))}
         out[where] = row
     return out
 
@@ -100,12 +104,14 @@ def markdown(res: dict[str, Any]) -> str:
     if res.get("reward_models"):
         lines += ["", "Reward-model accuracy on gold-labelled pairs of policy samples, bootstrapped over runs, then pairs "
                   "(heldout: val prompts no stage trained on; step4: the samples rm-spg and rm-uml were trained on):", "",
-                  "| samples | reward model | accuracy % | 95% CI | pairs | vs rm (points) | 95% CI |", "|---|---|---|---|---|---|---|"]
+                  "| samples | reward model | accuracy % | 95% CI | pairs | vs rm (points) | 95% CI | vs its null arm (points) | 95% CI |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        cell = lambda vs: (f"{vs['diff'] * 100:+.1f} | {vs['ci_low'] * 100:+.1f} to {vs['ci_high'] * 100:+.1f}"  # noqa: E731
+                           if vs and vs["diff"] is not None else " | ")
         for where, row in res["reward_models"].items():
             for name, st in row.items():
-                vs = st.get("vs_rm")
-                d = f"{vs['diff'] * 100:+.1f} | {vs['ci_low'] * 100:+.1f} to {vs['ci_high'] * 100:+.1f}" if vs and vs["diff"] is not None else " | "
-                lines.append(f"| {where.replace('_samples', '')} | {name} | {pct(st['diff'])} | {pct(st['ci_low'])}-{pct(st['ci_high'])} | {st['pairs']} | {d} |")
+                lines.append(f"| {where.replace('_samples', '')} | {name} | {pct(st['diff'])} | {pct(st['ci_low'])}-{pct(st['ci_high'])} | {st['pairs']} | "
+                             f"{cell(st.get('vs_rm'))} | {cell(st.get('vs_null'))} |")
     spg = res.get("spg_pairs")
     if spg:
         agree = "" if spg["gold_accuracy"] is None else (f"; the gold agrees with {pct(spg['gold_accuracy'])}% of them "

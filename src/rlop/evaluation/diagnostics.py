@@ -98,7 +98,7 @@ def synthetic_pair_accuracy(path: str | Path) -> dict:
             "per_family": {f: {"pairs": len(v), "gold_accuracy": sum(v) / len(v)} for f, v in sorted(families.items())}}
 
 
-AUX_TERMS = ("bt_loss", "rep_loss", "mi_jsd", "skl")
+AUX_TERMS = ("bt_loss", "rep_loss", "mi_jsd", "skl", "beta")
 
 
 def aux_loss_terms(metrics_path: str | Path) -> dict | None:

@@ -85,6 +85,21 @@ def _ci(st: dict) -> str:
     return f"{st['diff']:+.3f} ({st['ci_low']:+.3f} to {st['ci_high']:+.3f})"
 
 
+def null_lines(diag: dict) -> list[str]:
+    """Each retrained RM against its null arm (the placebo under the same protocol) on the same gold-labelled pairs."""
+    table = diag.get("vs_null") or {}
+    if not table:
+        return []
+    lines = ["", "## Retrained reward models against their null arm (same pairs; accuracy difference, 95% bootstrap CI over pairs)", "",
+             "The null arm gets a placebo of the variant's size under the same protocol: what remains is what the variant's selection or loss added.", "",
+             "| samples | reward model | null arm | difference (points) | 95% CI | pairs |", "|---|---|---|---|---|---|"]
+    for where, rows in table.items():
+        for name, st in rows.items():
+            if st.get("diff") is not None:
+                lines.append(f"| {where} | {name} | {st['null']} | {st['diff'] * 100:+.1f} | {st['ci_low'] * 100:+.1f} to {st['ci_high'] * 100:+.1f} | {st['n']} |")
+    return lines
+
+
 def overopt_lines(curves: dict) -> list[str]:
     """The over-optimisation table: gold's peak on the fixed held-out prompts and the drop after it, per PPO run."""
     if not curves:
@@ -142,6 +157,7 @@ def write_report(run: str | Path) -> Path:
             for name, st in by_rm.items():
                 if isinstance(st, dict) and st.get("accuracy") is not None:
                     parts.append(f"| {where} | {name} | {st['accuracy'] * 100:.1f} | {st['ci_low'] * 100:.1f}-{st['ci_high'] * 100:.1f} | {st['pairs']} |")
+    parts += null_lines(diag)
     parts += overopt_lines(res.get("overopt") or {})
     for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own lines (SPG's pairs, UML's loss terms)
         parts += v.report_lines(diag)

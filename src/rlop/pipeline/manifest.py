@@ -11,8 +11,10 @@ at once; a flipped bit deep inside such a file is not, unless ``full`` is asked 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 FULL_DIGEST_BYTES = 64 * 2**20
 EDGE = 2**20
@@ -59,3 +61,8 @@ def mismatches(folder: Path, recorded: dict[str, dict]) -> list[str]:
         elif file_digest(p, want["digest"].startswith("sha256:")) != want["digest"]:
             problems.append(f"{rel} has changed content")
     return problems
+
+
+def stage_key(*parts: Any) -> str:
+    """A stage's cache key: a digest of its config and the keys of what it reads."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

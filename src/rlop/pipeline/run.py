@@ -19,7 +19,6 @@ redoes a stage and every stage that reads its output (:data:`STAGE_INPUTS`), not
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -30,8 +29,6 @@ from rlop import outputs
 from rlop.config import ConfigError
 from rlop.data.io import load_instructions
 from rlop.distributed import barrier, is_main_process
-from rlop.evaluation.diagnostics import accuracy_with_interval, gold_pairs_from_samples
-from rlop.evaluation.overopt import OveroptConfig, run_overopt
 from rlop.evaluation.paired import paired_table
 from rlop.evaluation.report import write_report
 from rlop.evaluation.winrate import EvalConfig, gold_success_rate, win_rate
@@ -40,7 +37,8 @@ from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
 from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
-from rlop.pipeline.manifest import manifest, mismatches
+from rlop.pipeline.checks import Checks
+from rlop.pipeline.manifest import manifest, mismatches, stage_key as _key
 from rlop.pipeline.resolve import StageResolver
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
@@ -54,9 +52,6 @@ from rlop.training.reward_trainer import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
 
-DIAGNOSTICS_VERSION = 1  # part of diagnostics.json's key: raise it when the diagnostics change
-
-
 def _stage_record(key: str, started: float, config: Any, precision: str, folder: Path) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
     stage (MB; models an earlier stage still holds count too), the precision it computed in (its
@@ -68,11 +63,7 @@ def _stage_record(key: str, started: float, config: Any, precision: str, folder:
     return json.dumps(rec)
 
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class Pipeline:
+class Pipeline(Checks):
     def __init__(self, cfg: RunConfig, out: str | Path, config_file: str | None = None, log: Callable[..., None] = print,
                  shared: tuple[str, ...] = (), shared_dir: Path | None = None, shared_seed: int = 0, later_seeds: int = 0,
                  timings: dict | None = None, explicit: set[str] | None = None):
@@ -92,6 +83,7 @@ class Pipeline:
         self.progress = RunProgress({}, log if self.main else (lambda *a, **k: None), timings={} if timings is None else timings)
         self.later_seeds = later_seeds
         self.stage_cfg = StageResolver(cfg, config_file, explicit or set(), self._seed)
+        self.nulls: dict[str, Path] = {}  # retrained RM stage -> its null arm's RM folder (--null-arm)
 
     # ------------------------------------------------------------------ stage plumbing
     def stage_dir(self, name: str) -> Path:
@@ -192,6 +184,8 @@ class Pipeline:
             rm = self._reward_and_policies(sft, policies)
 
 
+        if not c.step5:  # RLP's methods have no policy: their reward models are compared in the diagnostics only
+            self.methods = [m for m in self.methods if m not in VARIANTS]
         texts: dict[str, list[str]] = {}  # method -> sampled outputs per eval instruction
         for m in self.methods:
             if m == "bon":
@@ -236,6 +230,8 @@ class Pipeline:
                                  lambda d: run_collect(ccfg, d), config=ccfg)
             prefs, dep = str(col / "preferences.jsonl"), self.keys["collect"]
         rm_cfg = self.stage_cfg(RewardConfig, "reward", "rm", recipe={"max_train_pairs": (None, 0)}, wired={"model": str(sft), "train_file": prefs})
+        if c.matched_retraining:  # the protocol every retrained RM follows (with no synthetic pairs it is the shuffled order)
+            rm_cfg = dataclasses.replace(rm_cfg, pair_order="matched")
         rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["sft"], dep), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
         def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
@@ -258,13 +254,20 @@ class Pipeline:
             scfg = self.stage_cfg(SampleConfig, "sample", "samples", wired={"policy": str(policies["ppo"])},
                                   recipe={"prompts_file": ("unlabeled_file", c.unlabeled_file), "max_prompts": ("unlabeled_prompts", c.unlabeled_prompts),
                                           "n": ("samples_per_prompt", c.samples_per_prompt), "max_new_tokens": ("max_new_tokens", c.max_new_tokens),
-                                          "seed": ("seed", c.seed)})
+                                          "seed": ("seed", self._seed("samples"))})
             samples = self.run_stage("samples", _key("samples", scfg, self.keys["ppo"]), lambda d: run_sample(scfg, d), config=scfg)
+            own_seed = self.stage_cfg(RewardConfig, "reward", None).seed  # this seed's RM seed, also when rm is shared
             ctx = Step4Context(run=c, sft=sft, sft_key=self.keys["sft"], preferences=prefs, preferences_key=dep, reward_model=rm,
-                               reward_model_key=self.keys["rm"], samples=str(samples / "samples.jsonl"), samples_key=self.keys["samples"],
-                               stage_cfg=self.stage_cfg, run_stage=lambda name, parts, fn, config=None: self.run_stage(name, _key(*parts), fn, config=config))
+                               reward_model_key=self.keys["rm"], reward_model_seed=own_seed, reward_model_matches=own_seed == rm_cfg.seed, samples=str(samples / "samples.jsonl"),
+                               samples_key=self.keys["samples"], stage_cfg=self.stage_cfg,
+                               run_stage=lambda name, parts, fn, config=None: self.run_stage(name, _key(*parts), fn, config=config),
+                               stage_dir=self.stage_dir)
             for v in variants:
-                policies[v.method] = ppo_stage(v.ppo_stage, v.run_step4(ctx), v.reward_stage) / "policy"
+                retrained = v.run_step4(ctx)
+                if c.null_arm:
+                    self.nulls[v.reward_stage] = v.run_null(ctx)
+                if c.step5:
+                    policies[v.method] = ppo_stage(v.ppo_stage, retrained, v.reward_stage) / "policy"
         return rm
 
     # ------------------------------------------------------------------ helpers
@@ -273,35 +276,6 @@ class Pipeline:
         c = self.cfg
         return self.stage_cfg(PPOConfig, "ppo", name, wired={"policy": str(sft), "reward": str(reward_dir)},
                               recipe={"response_len": ("max_new_tokens", c.max_new_tokens), "prompts_file": ("unlabeled_file", c.unlabeled_file)})
-
-    def _overopt_cfg(self, ppo_name: str, sft: Path, reward_dir: Path, ppo_dir: Path, pcfg: PPOConfig) -> OveroptConfig:
-        c = self.cfg
-        return self.stage_cfg(OveroptConfig, "overopt", f"overopt-{ppo_name}", recipe={"prompts_file": ("heldout_file", c.heldout_file), "seed": ("seed", c.seed)},
-                              wired={"ppo_dir": str(ppo_dir), "reference": str(sft), "reward": str(reward_dir), "max_new_tokens": pcfg.response_len,
-                                     "temperature": pcfg.temperature})
-
-    def _overopt(self, ppo_name: str, sft: Path, reward_dir: Path, ppo_dir: Path, pcfg: PPOConfig) -> None:
-        """The over-optimisation curve of one PPO stage run with ``snapshot_steps``: its kept policies scored on
-        fixed held-out prompts with the same sampling seeds for every snapshot and every PPO run of the run."""
-        c = self.cfg
-        if self.gold is None or not has_tasks(load_instructions(c.heldout_file, limit=1)):
-            if self.main:
-                self.log(f"overopt-{ppo_name}: left out (the gold score needs sandbox tasks in unlabeled_file and heldout_file)", flush=True)
-            return
-        name = f"overopt-{ppo_name}"
-        ocfg = self._overopt_cfg(ppo_name, sft, reward_dir, ppo_dir, pcfg)
-        self.run_stage(name, _key(name, ocfg, self.keys[ppo_name], source_digest(c.heldout_file)), lambda d: run_overopt(ocfg, d), config=ocfg)
-
-    def overopt_curves(self) -> dict[str, dict]:
-        """Every over-optimisation curve of this run by PPO stage: its points and peak summary (no per-prompt scores)."""
-        curves = {}
-        for name in self.keys:
-            f = self.stage_dir(name) / "curve.json"
-            if name.startswith("overopt-") and f.exists():
-                cv = json.loads(f.read_text())
-                curves[name[len("overopt-"):]] = {"prompts": cv["prompts"], "samples": cv["samples"], "summary": cv["summary"],
-                                                  "points": [{k: v for k, v in p.items() if k != "example_texts"} for p in cv["points"]]}
-        return curves
 
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
         """Stages this run will go through, in order, with their estimated seconds."""
@@ -318,9 +292,13 @@ class Pipeline:
         if variants:
             est["samples"] = u["samples"] * samples * c.max_new_tokens
         for v in variants:
-            est.update({**v.cost(rm, u["spg"] * samples), v.ppo_stage: ppo})
+            est.update(v.cost(rm, u["spg"] * samples))
+            if c.null_arm and v.null_stages and not (c.matched_retraining and len(v.null_stages) == 1):  # UML's matched null is rm
+                est.update({v.null_stages[0]: 1.0, v.null_reward_stage: rm * 1.1} if len(v.null_stages) > 1 else {v.null_reward_stage: est[v.reward_stage]})
+            if c.step5:
+                est[v.ppo_stage] = ppo
         for m in self.methods:
-            if m != "bon":
+            if m != "bon" and (c.step5 or m not in VARIANTS):
                 est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.eval_samples * c.max_new_tokens
         if "bon" in self.methods:
             est["bon"] = u["bon"] * c.eval_prompts * c.bon_n * c.eval_samples * c.max_new_tokens
@@ -362,51 +340,3 @@ class Pipeline:
 
         d = self.run_stage("bon", _key("bon", bcfg, self.keys["rm"], len(eval_ex), source_digest(self.cfg.eval_file)), do, config=bcfg)
         return [r.get("outputs", [r["output"]]) for r in read_jsonl_plain(d / "outputs.jsonl")]
-
-    def _diagnostics(self, rm: Path, policies: dict[str, Path], eval_ex) -> dict[str, Any]:
-        """Is each reward model right where the policy is? Accuracy on gold-labelled pairs of samples.
-
-        ``heldout``: samples of SFT and of the step-3 PPO policy on val prompts, which no stage
-        trained on (RLP's premise: the retrained RMs should be right more often on the PPO
-        policy's samples). ``step4_samples``: the step-4 samples themselves, which rm-spg and
-        rm-uml were trained on (so it flatters them)."""
-        c = self.cfg
-        rm_names = [n for n in ["rm", *sorted(v.reward_stage for v in VARIANTS.values())] if (self.stage_dir(n) / "config.json").exists()]
-        out: dict[str, Any] = {}
-        if self.gold is None or not has_tasks(load_instructions(c.heldout_file, limit=c.heldout_prompts or 1)):
-            return {"left_out": "the reward-model diagnostics need sandbox tasks (gold scores) in unlabeled_file and heldout_file"}
-        heldout = {}
-        if c.heldout_prompts and "ppo" in policies:
-            for stage, policy in zip(HELDOUT, (policies["sft"], policies["ppo"])):
-                # the held-out samples take the sample: section's sampling options; what they sample is the run's heldout_* options
-                scfg = self.stage_cfg(SampleConfig, "sample", stage, recipe={"max_new_tokens": ("max_new_tokens", c.max_new_tokens)}, shared_section=True,
-                                      wired={"policy": str(policy), "prompts_file": c.heldout_file, "max_prompts": c.heldout_prompts,
-                                             "n": c.heldout_samples, "seed": self._seed(stage) + 2})
-                heldout[stage] = self.run_stage(stage, _key(stage, scfg, self.keys[POLICY_STAGE.get(stage[8:], stage[8:])], source_digest(c.heldout_file)),
-                                                lambda d: run_sample(scfg, d), config=scfg)
-        # scoring takes minutes: kept in diagnostics.json under the keys of every stage it reads
-        variant_stages = [st for v in VARIANTS.values() for st in v.stages]
-        key = _key("diagnostics", DIAGNOSTICS_VERSION, resolve_precision(c.precision),
-                   {n: self.keys.get(n) for n in [*rm_names, *heldout, "samples", *variant_stages]})
-        cache = self.out / "diagnostics.json"
-        try:
-            cached = json.loads(cache.read_text())
-        except (OSError, ValueError):  # none yet, or unreadable: scored again
-            cached = {}
-        if isinstance(cached, dict) and cached.get("key") == key:
-            return cached["diagnostics"]
-        rms = {n: RewardModelReward(self.stage_dir(n), precision=c.precision) for n in rm_names}
-        if rms and self.main:
-            self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
-        for stage, d in heldout.items():
-            pairs = gold_pairs_from_samples(d / "samples.jsonl")
-            out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
-        f = self.stage_dir("samples") / "samples.jsonl"
-        if f.exists():
-            pairs = gold_pairs_from_samples(f)
-            out["step4_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
-        for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own entries, in the order of its RM row
-            out.update(v.diagnostics(self.stage_dir))
-        if self.main:
-            atomic_write_text(cache, json.dumps({"key": key, "diagnostics": out}))
-        return out

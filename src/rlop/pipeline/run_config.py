@@ -13,7 +13,8 @@ ALL_METHODS = ("sft", "bon", "ppo", *VARIANTS)
 DEFAULT_METHODS = ("sft", "bon", "ppo", "rlp-spg")
 # stages that several seeds may share (--shared-stages), with the stages they read
 SHAREABLE = {"sft": (), "collect": ("sft",), "rm": ("sft", "collect"), "heldout-sft": ("sft",), "outputs-sft": ("sft",),
-             "bon": ("sft", "rm")}
+             "bon": ("sft", "rm"), "ppo": ("sft", "rm"), "overopt-ppo": ("sft", "rm", "ppo"), "samples": ("ppo",), "heldout-ppo": ("ppo",),
+             "outputs-ppo": ("ppo",)}
 
 
 @dataclass
@@ -51,6 +52,13 @@ class RunConfig(StageConfig):
     bon_temperature: float = opt(1.0, "best-of-n sampling temperature (AlpacaFarm: 1.0, top_p 0.9)", gt=0)
     heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)
     heldout_samples: int = opt(4, "samples per held-out prompt from SFT and from the step-3 PPO policy", ge=2)
+    matched_retraining: bool = opt(False, "step 4's reward models take the step-2 RM's seed (its split of D, head initialisation and order "
+                                          "of D) and put their synthetic pairs at seeded slots of that order (reward: pair_order matched), so a "
+                                          "retrained RM differs from rm only by what its variant adds")
+    null_arm: bool = opt(False, "beside each retrained RM, a placebo under the same protocol: for SPG as many pairs from the same samples "
+                                "with coin-flip labels (rm-spg-null); for UML lambda = 0 (rm itself under matched retraining); the "
+                                "diagnostics pair each retrained RM with its null on the same gold-labelled pairs")
+    step5: bool = opt(True, "run PPO again on each retrained RM (step 5); off: stop after step 4 and compare the reward models only")
     precision: precision_.Precision = opt("auto", precision_.HELP + "; every stage's precision unless its section sets one")
 
     def check(self) -> None:
@@ -89,8 +97,11 @@ class RunConfig(StageConfig):
         # on them (SFT's and best-of-n's eval outputs, SFT's held-out samples); each seed trains its own PPO, step 4 and step 5
         "study": dict(preset="study", methods="all", seeds="0,1,2", shared_stages="sft,collect,rm,heldout-sft,outputs-sft,bon",
                       preference_prompts=400, max_new_tokens=32),
-        # gate A: SFT and PPO only, 32-token responses, a smaller eval; the PPO stages keep snapshots (PPOConfig's overopt)
-        "overopt": dict(preset="overopt", methods="sft,ppo", max_new_tokens=32, eval_prompts=100),
+        # the RLP gates. Gate A: SFT and PPO with 32-token responses and a smaller eval, the PPO stages keeping snapshots
+        # (PPOConfig's overopt). Gate B adds --methods rlp-spg,rlp-uml --step5 false over seeds: step 4 on 640 unlabeled
+        # instructions, retrained RMs matched to rm and each beside its null arm
+        "overopt": dict(preset="overopt", methods="sft,ppo", max_new_tokens=32, eval_prompts=100, unlabeled_prompts=640,
+                        matched_retraining=True, null_arm=True),
         "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
                     max_new_tokens=128, heldout_prompts=200, bon_n=16),
     }

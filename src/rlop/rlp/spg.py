@@ -205,11 +205,47 @@ def step4(ctx) -> Path:
     scfg = ctx.stage_cfg(SPGConfig, "spg", "spg", recipe={"judge": ("judge", c.judge), "gamma": ("gamma", c.gamma), "seed": ("seed", c.seed)},
                          wired={"samples": ctx.samples, "reward_model": str(ctx.reward_model)})
     spg = ctx.run_stage("spg", ("spg", scfg, ctx.samples_key), lambda d: run_spg(scfg, d), config=scfg)
-    syn = spg / "synthetic.jsonl"
-    rcfg = ctx.stage_cfg(RewardConfig, "reward", "rm-spg", recipe={"max_train_pairs": (None, 0)},
-                         wired={"model": str(ctx.sft), "train_file": ctx.preferences, "synthetic_file": str(syn) if syn.stat().st_size > 0 else ""})
+    rcfg = _rm_config(ctx, "rm-spg", spg / "synthetic.jsonl")
     spg_key = _stage_key(spg)
     return ctx.run_stage("rm-spg", ("rm-spg", rcfg, spg_key, ctx.preferences_key), lambda d: run_reward(rcfg, d), config=rcfg)
+
+
+def placebo_pairs(sets: Sequence[SampleSet], kept: Sequence[dict], seed: int) -> list[dict[str, Any]]:
+    """The null arm's pairs: one per SPG pair, on the same instruction, two distinct samples of it drawn
+    at random and labelled by a coin flip. Same count, same instructions, same policy samples; no selection."""
+    by_prompt = {(s.example.instruction, s.example.input): s for s in sets}
+    rows = []
+    for n, k in enumerate(kept):
+        s = by_prompt[(k["instruction"], k.get("input", ""))]
+        rng = random.Random(derive_seed(seed, 13, n))
+        a, b = random_pair(s.responses, rng)  # SPG kept it, so it has two distinct samples
+        base = {"instruction": s.example.instruction, "input": s.example.input, **s.example.meta, "variant": "placebo"}
+        rows.append({**base, "output_1": a, "output_2": b, "preference": rng.choice((1, 2))})
+    return rows
+
+
+def null_arm(ctx) -> Path:
+    """RLP-SPG's placebo RM (``spg-null``, ``rm-spg-null``): as many pairs as SPG kept, from the same samples of the
+    same instructions with coin-flip labels, trained under rm-spg's protocol (under matched retraining, in the same slots)."""
+    from rlop.utils import read_jsonl_plain
+
+    spg = ctx.stage_dir("spg")  # written by step4 before the null arm runs
+    kept = read_jsonl_plain(spg / "synthetic.jsonl") if (spg / "synthetic.jsonl").stat().st_size else []
+    seed = ctx.run.seed
+
+    def write(d: Path) -> None:
+        write_jsonl(d / "synthetic.jsonl", placebo_pairs(load_samples(ctx.samples), kept, seed))
+
+    null = ctx.run_stage("spg-null", ("spg-null", _stage_key(spg), seed), write)
+    syn = null / "synthetic.jsonl"
+    rcfg = _rm_config(ctx, "rm-spg-null", syn)
+    return ctx.run_stage("rm-spg-null", ("rm-spg-null", rcfg, _stage_key(null), ctx.preferences_key), lambda d: run_reward(rcfg, d), config=rcfg)
+
+
+def _rm_config(ctx, stage: str, syn: Path):
+    return ctx.retrain(ctx.stage_cfg(RewardConfig, "reward", stage, recipe={"max_train_pairs": (None, 0)},
+                                     wired={"model": str(ctx.sft), "train_file": ctx.preferences,
+                                            "synthetic_file": str(syn) if syn.stat().st_size > 0 else ""}))
 
 
 def _stage_key(folder: Path) -> str:

@@ -15,6 +15,7 @@ Ablations (paper Table 4): ``infomax`` (single view, critic on [h; z]), ``mvi`` 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlop.distributed import gather_with_grad
-from rlop.training.losses import AuxLoss, info_nce, js_mi_bound, symmetrized_kl
+from rlop.training.losses import JS_CHANCE, AuxLoss, beta_at, info_nce, js_mi_bound, symmetrized_kl
 
 from rlop.rlp.uml_config import REP_LOSSES, UMLConfig  # noqa: F401 (UMLConfig lives with this module)
 
@@ -69,13 +70,19 @@ def critic_scores(critic: Critic, a: torch.Tensor, b: torch.Tensor, negatives: s
 
 
 class MIBLoss(AuxLoss):
-    """-I_JS(z1; z2) + beta * D_SKL, with beta = 1 for MIB and 0 for MVI."""
+    """-I_JS(z1; z2) + beta * D_SKL, with beta = 1 for MIB and 0 for MVI; ``schedule`` (``(step, total) -> beta``)
+    anneals beta over the reward model's steps (:func:`rlop.training.losses.beta_at`)."""
 
-    def __init__(self, hidden_size: int, latent: int = 64, head_hidden: int = 1024, negatives: str = "roll", skl: str = "closed", beta: float = 1.0):
+    def __init__(self, hidden_size: int, latent: int = 64, head_hidden: int = 1024, negatives: str = "roll", skl: str = "closed", beta: float = 1.0,
+                 schedule=None):
         super().__init__()
         self.encoder = GaussianEncoder(hidden_size, head_hidden, latent)
         self.critic = Critic(latent, latent, head_hidden)
-        self.negatives, self.skl, self.beta = negatives, skl, beta
+        self.negatives, self.skl, self.beta, self.schedule = negatives, skl, beta, schedule
+
+    def set_progress(self, step: int, total: int) -> None:
+        if self.schedule is not None:
+            self.beta = self.schedule(step, total)
 
     def forward(self, h1, h2):
         mu1, s1 = self.encoder(h1)
@@ -90,6 +97,7 @@ class MIBLoss(AuxLoss):
             skl = symmetrized_kl(mu1, s1, mu2, s2, method=self.skl, z1=z1, z2=z2)
             loss = loss + self.beta * skl
             logs["skl"] = skl
+            logs["beta"] = torch.tensor(float(self.beta))
         return loss, logs
 
 
@@ -130,7 +138,8 @@ def build_rep_loss(cfg, hidden_size: int) -> AuxLoss:
     cfg = getattr(cfg, "uml", cfg)
     kind = cfg.rep_loss
     if kind == "mib":
-        return MIBLoss(hidden_size, cfg.latent_dim, cfg.head_hidden, cfg.negatives, cfg.skl, beta=1.0)
+        schedule = lambda step, total: beta_at(step, total, cfg.beta_schedule, cfg.beta_start, cfg.beta_end)  # noqa: E731
+        return MIBLoss(hidden_size, cfg.latent_dim, cfg.head_hidden, cfg.negatives, cfg.skl, beta=cfg.beta_end, schedule=schedule)
     if kind == "mvi":
         return MIBLoss(hidden_size, cfg.latent_dim, cfg.head_hidden, cfg.negatives, cfg.skl, beta=0.0)
     if kind == "infomax":
@@ -149,11 +158,28 @@ def run_uml_reward(cfg, out) -> dict[str, float]:
 
 def step4(ctx) -> Path:
     """RLP-UML's step 4 in ``rlop run``: retrain the RM from SFT with the MIB loss on the PPO policy's samples."""
+    ucfg = _config(ctx, "rm-uml")
+    return ctx.run_stage("rm-uml", ("rm-uml", ucfg, ctx.samples_key, ctx.preferences_key), lambda d: run_uml_reward(ucfg, d), config=ucfg)
+
+
+def _config(ctx, stage: str):
     from rlop.training.reward_trainer import RewardConfig
 
-    ucfg = ctx.stage_cfg(RewardConfig, "reward", "rm-uml", recipe={"max_train_pairs": (None, 0)},
-                         wired={"model": str(ctx.sft), "train_file": ctx.preferences, "views_file": ctx.samples, "rep_loss": "mib"})
-    return ctx.run_stage("rm-uml", ("rm-uml", ucfg, ctx.samples_key, ctx.preferences_key), lambda d: run_uml_reward(ucfg, d), config=ucfg)
+    return ctx.retrain(ctx.stage_cfg(RewardConfig, "reward", stage, recipe={"max_train_pairs": (None, 0)},
+                                     wired={"model": str(ctx.sft), "train_file": ctx.preferences, "views_file": ctx.samples, "rep_loss": "mib"}))
+
+
+def null_arm(ctx) -> Path:
+    """RLP-UML's placebo: the same view batches with lambda = 0. Under matched retraining that run is
+    the step-2 RM itself, weight for weight (the views then change no gradient of the RM, and D's
+    split, initialisation and order are rm's), so rm is returned and nothing is trained; otherwise (or when
+    rm is shared from another seed's run)
+    ``rm-uml-null`` is trained with rm-uml's config and lambda = 0."""
+    if getattr(ctx.run, "matched_retraining", False) and ctx.reward_model_matches:
+        return ctx.reward_model
+    cfg = _config(ctx, "rm-uml-null")
+    cfg.uml = dataclasses.replace(cfg.uml, rep_lambda=0.0)
+    return ctx.run_stage("rm-uml-null", ("rm-uml-null", cfg, ctx.samples_key, ctx.preferences_key), lambda d: run_uml_reward(cfg, d), config=cfg)
 
 
 def diagnose(stage_dir) -> dict:
@@ -169,5 +195,11 @@ def report_lines(diag: dict) -> list[str]:
     terms = diag.get("uml_terms")
     if not terms:
         return []
-    return ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl and mi_jsd near 0 "
-            "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
+    lines = ["", f"RLP-UML's loss terms over its {terms['steps']} steps (mean of the first tenth -> the last tenth; skl near 0 "
+             "would mean a collapsed bottleneck): " + ", ".join(f"{k} {terms['first'][k]:.4g} -> {terms['last'][k]:.4g}" for k in terms["first"])]
+    mi = terms["last"].get("mi_jsd")
+    if mi is not None and mi < JS_CHANCE + 0.05:
+        lines.append(f"**RLP-UML's critic ended at chance**: mi_jsd {mi:.3f} is within 0.05 of the bound of a critic that cannot tell "
+                     f"positives from negatives ({JS_CHANCE:.3f} = -2 ln 2), so the MIB term acted as beta x SKL alone "
+                     "(more steps, head_lr, negatives all, or beta_schedule exponential).")
+    return lines

@@ -23,8 +23,17 @@ class UMLConfig(StageConfig):
     latent_dim: int = opt(64, "latent size of the UML encoders", ge=1)
     head_hidden: int = opt(1024, "hidden width of the UML encoders and critic", ge=1)
     head_lr: float = opt(1e-4, "learning rate of the UML heads", gt=0)
-    negatives: Literal["roll", "all"] = opt("roll", "JS critic negatives: roll (one rolled negative, Federici) | all (all off-diagonal pairs)")
+    negatives: Literal["roll", "all"] = opt("roll", "negatives of the mutual-information critic: roll (one other row of the batch "
+                                             "per pair, Federici) | all (every other row of the batch)")
+    beta_schedule: Literal["constant", "exponential"] = opt("constant", "weight beta of the MIB's symmetrized KL over the steps: constant "
+                                                            "(beta_end throughout; the paper's equation, beta = 1) | exponential "
+                                                            "(Federici et al.: beta_start for the first third, then log-linear to beta_end)")
+    beta_start: float = opt(1e-3, "beta of the exponential schedule's first third (Federici et al.: 1e-3)", gt=0)
+    beta_end: float = opt(1.0, "beta at the end of the schedule (and throughout with constant)", ge=0)
     skl: Literal["closed", "mc"] = opt("closed", "symmetrized KL of the MIB: closed form or mc (Monte Carlo)")
+    critic_warmup_steps: int = opt(0, "before reward training, train the UML heads alone for this many steps on the view pairs' hidden "
+                                      "states under the initial model, computed once (0: off)", ge=0)
+    critic_warmup_batch: int = opt(128, "view pairs per step of the critic warm-up", ge=2)
     view_pairs_per_instruction: int = opt(1, "view pairs drawn per unlabeled instruction", ge=1)
     view_batch_size: int = opt(8, "view pairs per device per micro-batch", ge=2)
     cl_temperature: float = opt(0.1, "InfoNCE temperature of the cl ablation", gt=0)

@@ -8,6 +8,8 @@ All tensors are batch-first; ``mask`` is 1 on real response tokens and 0 on padd
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import torch
@@ -195,6 +197,28 @@ def symmetrized_kl(
     raise ValueError(f"unknown symmetrized KL method {method!r}")
 
 
+JS_CHANCE = -2 * math.log(2)  # js_mi_bound of a critic whose output is the same for positives and negatives (T = 0)
+
+
+def beta_at(step: int, total: int, schedule: str = "constant", start: float = 1e-3, end: float = 1.0,
+            flat_share: float = 1 / 3) -> float:
+    """The MIB's weight beta on D_SKL at optimiser step ``step`` of ``total`` (0-based).
+
+    ``constant``: ``end`` throughout (the paper's equation: beta = 1). ``exponential``: Federici
+    et al.'s ExponentialScheduler rescaled to the run: ``start`` for the first ``flat_share`` of
+    the steps, then log-linear up to ``end`` at the last step (their MIB.yml: 1e-3 for 50k
+    iterations, then to 1 over the next 100k, i.e. flat for a third)."""
+    if schedule == "constant":
+        return end
+    if schedule != "exponential":
+        raise ValueError(f"unknown beta schedule {schedule!r}")
+    flat = int(flat_share * total)
+    if step <= flat or total - 1 <= flat:
+        return start
+    t = min(1.0, (step - flat) / (total - 1 - flat))
+    return float(math.exp(math.log(start) + t * (math.log(end) - math.log(start))))
+
+
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``a`` and row i of ``b`` are positives, other rows negatives."""
     a = F.normalize(a, dim=-1)
@@ -212,3 +236,6 @@ class AuxLoss(nn.Module):
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
         raise NotImplementedError
+
+    def set_progress(self, step: int, total: int) -> None:
+        """Called by the reward trainer before each optimiser step (0-based) of ``total``: for schedules such as the MIB's beta."""

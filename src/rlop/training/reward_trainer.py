@@ -21,17 +21,16 @@ import dataclasses
 import json
 import logging
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Literal, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from rlop.config import ConfigError, LRScheduler as Scheduler, StageConfig, opt, stage_record, to_dict
-from rlop.data import PreferenceExample, load_preferences
+from rlop.data import PreferenceExample
 from rlop.data.io import DataError
 from rlop.models.loading import DEFAULT_MODEL, load_reward_model, load_tokenizer
 from rlop.models.precision import autocast
@@ -41,6 +40,7 @@ from rlop.training import tracking
 from rlop.distributed import is_main_process, no_sync
 from rlop.training.losses import AuxLoss, bradley_terry_loss
 from rlop.outputs import staged
+from rlop.training.reward_data import epoch_order, load_reward_data, matched_order
 from rlop.utils import MetricsLogger, derive_seed
 from rlop.models import precision as precision_
 
@@ -69,6 +69,10 @@ class RewardConfig(StageConfig):
     # RLP-SPG: synthetic preference pairs
     synthetic_file: str = opt("", "synthetic preference JSONL (from rlop spg) added to D (RLP-SPG)")
     synthetic_ratio: float = opt(0.0, "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)", ge=0)
+    pair_order: Literal["shuffled", "matched"] = opt("shuffled", "order of D and the synthetic pairs: shuffled (one shuffle of their union) | "
+                                                    "matched (D in the order a run on D alone with this seed takes, the synthetic pairs "
+                                                    "inserted at positions that depend only on their number and the seed: a retrained RM "
+                                                    "then differs from the step-2 RM only by what it adds)")
     # RLP-UML: representation loss on view pairs (flat flags: --rep-loss, --views-file, ...)
     uml: UMLConfig = dataclasses.field(default_factory=UMLConfig, metadata={"help": "RLP-UML options (rlop.rlp.uml_config.UMLConfig)"})
     report_to: tracking.ReportTo = opt("none", tracking.HELP)
@@ -78,6 +82,11 @@ class RewardConfig(StageConfig):
         "tiny": dict(model="tiny", max_train_pairs=64, eval_holdout=16, max_length=128, learning_rate=1e-3, per_device_batch_size=4, gradient_accumulation_steps=1, head_hidden=64, view_batch_size=4),
         "cpu": dict(max_train_pairs=1024, eval_holdout=200, max_length=192, learning_rate=2e-5, per_device_batch_size=8, gradient_accumulation_steps=2, head_hidden=256, view_batch_size=8),
         "gpu": dict(per_device_batch_size=16, gradient_accumulation_steps=1),
+        # the RLP gates (rlop run --preset overopt): the cpu shapes, and a UML bottleneck that can train: every other row of the
+        # batch a negative, a faster head, Federici's beta annealing and a critic warm-up on cached hidden states
+        "overopt": dict(max_train_pairs=1024, eval_holdout=200, max_length=192, learning_rate=2e-5, per_device_batch_size=8,
+                        gradient_accumulation_steps=2, head_hidden=256, view_batch_size=8, negatives="all", head_lr=1e-3,
+                        beta_schedule="exponential", critic_warmup_steps=300),
     }
 
 
@@ -107,39 +116,6 @@ class RewardTrainingModule(nn.Module):
             logs["rep_loss"] = aux_loss.detach()
         logs["loss"] = loss.detach()
         return loss, logs
-
-
-def split_holdout(pairs: list, n_eval: int, seed: int) -> tuple[list, list]:
-    idx = list(range(len(pairs)))
-    random.Random(seed).shuffle(idx)
-    n_eval = min(n_eval, len(pairs) // 5)
-    ev = set(idx[:n_eval])
-    return [p for i, p in enumerate(pairs) if i not in ev], [pairs[i] for i in sorted(ev)]
-
-
-def mix_synthetic(human: list, synthetic: list, ratio: float, seed: int) -> list:
-    if ratio <= 0 or not synthetic:
-        return human + synthetic
-    k = int(round(ratio * len(human)))
-    rng = random.Random(seed)
-    chosen = rng.sample(synthetic, k) if k <= len(synthetic) else [rng.choice(synthetic) for _ in range(k)]
-    return human + chosen
-
-
-def load_view_pairs(path: str, n_pairs: int, seed: int) -> list[tuple[PreferenceExample, str, str]]:
-    """(instruction, response_a, response_b) triples from a samples file (``rlop sample`` output)."""
-    from rlop.data.samples import load_samples
-
-    rng = random.Random(seed)
-    out = []
-    for rec in load_samples(path):
-        distinct = list(dict.fromkeys(rec.responses))
-        if len(distinct) < 2:
-            continue
-        all_pairs = [(i, j) for i in range(len(distinct)) for j in range(i + 1, len(distinct))]
-        for i, j in rng.sample(all_pairs, min(n_pairs, len(all_pairs))):
-            out.append((rec.example, distinct[i], distinct[j]))
-    return out
 
 
 class RewardTrainer:
@@ -173,14 +149,63 @@ class RewardTrainer:
         return tokenize_texts(self.tokenizer, texts, self.cfg.max_length, self.accelerator.device)
 
     def _order(self, n: int, total: int) -> list[int]:
-        order: list[int] = []
-        epoch = 0
-        while len(order) < total:
-            perm = list(range(n))
-            random.Random(derive_seed(self.cfg.seed, epoch)).shuffle(perm)
-            order.extend(perm)
-            epoch += 1
-        return order[:total]
+        return epoch_order(n, total, self.cfg.seed)
+
+    def pair_order(self, n: int, n_extra: int, global_bs: int) -> list[int]:
+        """The training pairs' indices, one global batch after another (``n_extra``: the synthetic
+        pairs at the end of the training list). ``matched``: see :func:`matched_order`."""
+        epochs = self.cfg.epochs
+        if self.cfg.pair_order == "matched" and n_extra:
+            return matched_order(n - n_extra, n_extra, epochs, global_bs, self.cfg.seed)
+        steps = max(int(n * epochs), global_bs) // global_bs
+        return self._order(n, steps * global_bs)
+
+    @torch.no_grad()
+    def _view_hidden(self, views) -> tuple[torch.Tensor, torch.Tensor]:
+        acc, out = self.accelerator, []
+        self.rm.to(acc.device).eval()
+        bs = max(2, self.cfg.per_device_batch_size * 2)
+        for i in range(0, len(views), bs):
+            b = self._view_batch(views[i : i + bs])
+            with autocast(acc.device, self.cfg.precision):
+                h = last_hidden_state(self.rm, b["input_ids"], b["attention_mask"]).float()
+            m = h.shape[0] // 2
+            out.append((h[:m], h[m:]))
+        self.rm.train()
+        return torch.cat([a for a, _ in out]), torch.cat([b for _, b in out])
+
+    def warm_up_heads(self, views) -> dict[str, float]:
+        """``critic_warmup_steps`` steps of the UML heads alone (encoder and critic; the reward model
+        frozen) on the view pairs' final hidden states under the initial model, computed once. Every
+        process holds all hidden states and takes its share of each seeded global batch; the heads'
+        gradients are averaged over processes, so N processes warm up like one."""
+        import torch.distributed as dist
+
+        cfg, acc = self.cfg.uml, self.accelerator
+        h1, h2 = self._view_hidden(views)
+        self.aux.to(acc.device)
+        opt_ = torch.optim.AdamW(self.aux.parameters(), lr=cfg.head_lr, weight_decay=0.0)
+        P, rank = acc.num_processes, acc.process_index
+        per = max(1, min(cfg.critic_warmup_batch, len(views)) // P)
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, 17))
+        torch.manual_seed(derive_seed(self.cfg.seed, 18))
+        first = last = None
+        for step in range(cfg.critic_warmup_steps):
+            idx = torch.randperm(len(views), generator=gen)[: per * P][rank * per : (rank + 1) * per]
+            self.aux.set_progress(0, 1)  # the schedule's first value: beta as the reward training starts
+            loss, logs = self.aux(h1[idx], h2[idx])
+            opt_.zero_grad(set_to_none=True)
+            loss.backward()
+            if P > 1:
+                for p in self.aux.parameters():
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= P
+            opt_.step()
+            mi = float(logs.get("mi_jsd", logs.get("infonce", loss)))
+            first = mi if first is None else first
+            last = mi
+        return {"steps": cfg.critic_warmup_steps, "batch": per * P, "mi_first": first, "mi_last": last}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -210,19 +235,21 @@ class RewardTrainer:
         eval_pairs: Sequence[PreferenceExample] = (),
         views: Sequence[tuple[PreferenceExample, str, str]] | None = None,
         out: str | Path | None = None,
+        n_extra: int = 0,
     ) -> dict[str, float]:
+        """``n_extra``: how many of ``train_pairs``, at its end, are synthetic (placed by ``pair_order``)."""
         cfg, acc = self.cfg, self.accelerator
         P = acc.num_processes
         global_bs = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * P
         n = len(train_pairs)
-        total = max(int(n * cfg.epochs), global_bs)
-        steps = total // global_bs
-        order = self._order(n, steps * global_bs)
+        order = self.pair_order(n, n_extra, global_bs)
+        steps = len(order) // global_bs
         use_views = self.aux is not None and views
         if self.aux is not None and not views:
             raise ValueError("a representation loss needs view pairs (views_file with >= 2 distinct responses per instruction)")
         view_order = self._order(len(views), steps * cfg.gradient_accumulation_steps * cfg.uml.view_batch_size * P) if use_views else []
 
+        warmup = self.warm_up_heads(views) if use_views and cfg.uml.critic_warmup_steps else None
         module = RewardTrainingModule(self.rm, self.aux, cfg.uml.rep_lambda)
         groups = [{"params": [p for p in self.rm.parameters() if p.requires_grad], "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
         if self.aux is not None:
@@ -239,6 +266,8 @@ class RewardTrainer:
         b, A, vb = cfg.per_device_batch_size, cfg.gradient_accumulation_steps, cfg.uml.view_batch_size
         for step in bar:
             module.train()
+            if self.aux is not None:
+                self.aux.set_progress(step, steps)
             step_logs: dict[str, float] = {}
             for a in range(A):
                 base = step * global_bs + a * b * P + acc.process_index * b
@@ -266,7 +295,7 @@ class RewardTrainer:
                 metrics.log(step_logs)
             tracking.log(acc, cfg.report_to, step_logs, step + 1)
             bar.set_postfix(loss=f"{step_logs['loss']:.4f}", acc=f"{step_logs['train_accuracy']:.2f}")
-        result = {"steps": steps, "train_pairs": n, "global_batch_size": global_bs}
+        result = {"steps": steps, "train_pairs": n, "global_batch_size": global_bs, **({"head_warmup": warmup} if warmup else {})}
         if eval_pairs:
             result.update(self.evaluate(module, eval_pairs))
         if metrics:
@@ -292,42 +321,6 @@ class RewardTrainer:
         (out / "rlop_config.json").write_text(json.dumps(stage_record("reward", self.cfg, **(extra or {})), indent=2))
 
 
-def dedupe_pairs(pairs: list[PreferenceExample], seen: set | None = None) -> tuple[list[PreferenceExample], int]:
-    """Drop exact repeats (same instruction, input, chosen and rejected) and pairs already in ``seen``."""
-    seen = set() if seen is None else seen
-    out = []
-    for p in pairs:
-        key = (p.instruction, p.input, p.chosen, p.rejected)
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out, len(pairs) - len(out)
-
-
-def load_reward_data(cfg: RewardConfig):
-    """Read and validate everything before any training starts.
-
-    Repeated pairs are dropped (and counted) before the hold-out split, so held-out accuracy
-    is never measured on copies of training pairs.
-    """
-    pairs, dup = dedupe_pairs(load_preferences(cfg.train_file))
-    if dup:
-        log.warning("%s: dropped %d repeated preference pairs", cfg.train_file, dup)
-    if cfg.eval_file:
-        ev, leak = dedupe_pairs(load_preferences(cfg.eval_file), {(p.instruction, p.input, p.chosen, p.rejected) for p in pairs})
-        if leak:
-            log.warning("%s: dropped %d held-out pairs that repeat a pair of %s", cfg.eval_file, leak, cfg.train_file)
-        train = pairs
-    else:
-        train, ev = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
-    if cfg.max_train_pairs:
-        train = train[: cfg.max_train_pairs]
-    synthetic = load_preferences(cfg.synthetic_file) if cfg.synthetic_file else []
-    train = mix_synthetic(train, synthetic, cfg.synthetic_ratio, cfg.seed)
-    views = load_view_pairs(cfg.uml.views_file, cfg.uml.view_pairs_per_instruction, cfg.seed) if cfg.uml.views_file else None
-    return train, ev, views, len(synthetic)
-
-
 def run_reward(cfg: RewardConfig, out: str | Path, aux: Callable[[int], AuxLoss] | None = None) -> dict[str, float]:
     """Train a reward model and save it to ``out`` (published only when complete); returns the eval metrics.
 
@@ -337,13 +330,13 @@ def run_reward(cfg: RewardConfig, out: str | Path, aux: Callable[[int], AuxLoss]
 
     if cfg.uml.rep_loss != "none" and aux is None:
         raise ConfigError(f"--rep-loss {cfg.uml.rep_loss}: train with rlop.rlp.uml.run_uml_reward (rlop reward does), which builds the heads")
-    train, ev, views, n_syn = load_reward_data(cfg)
+    train, ev, views, n_syn, n_extra = load_reward_data(cfg)
     if aux is not None and not views:
         raise DataError(cfg.uml.views_file, None, "responses", f"--rep-loss {cfg.uml.rep_loss} needs view pairs: no instruction has two distinct responses")
     with staged(out, "reward", main=is_main_process()) as tmp:
         trainer = RewardTrainer(cfg, aux=aux, out=tmp)
-        result = trainer.train(train, ev, views, out=tmp)
-        result["synthetic_pairs"] = n_syn
+        result = trainer.train(train, ev, views, out=tmp, n_extra=n_extra)
+        result.update(synthetic_pairs=n_syn, synthetic_pairs_used=n_extra, human_pairs=len(train) - n_extra)
         trainer.save(tmp, extra={"result": result})
         if trainer.accelerator.is_main_process:
             (tmp / "eval.json").write_text(json.dumps(result, indent=2))
