@@ -129,6 +129,30 @@ def gae(
     return adv, (adv + values) * mask
 
 
+def ppo_advantages(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                   kl_coef: float, kl_estimator: str = "clamped", whiten_rewards: bool = True, gamma: float = 1.0, lam: float = 1.0,
+                   sum_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """How PPO turns a scored rollout batch into its training targets (AlpacaFarm's order):
+    per-token KL estimate times the mask; shaped rewards (-kl_coef * KL per token, the score at the
+    last real token); optionally whitened without mean shift; GAE(gamma, lambda); advantages whitened
+    with mean shift. ``sum_fn`` makes the whitening moments those of the global batch."""
+    kl = per_token_kl(logp, ref_logp, kl_estimator) * mask
+    rewards = shaped_rewards(scores, kl, mask, kl_coef)
+    if whiten_rewards:
+        rewards = whiten(rewards, mask, shift_mean=False, sum_fn=sum_fn)
+    adv, returns = gae(rewards, values, mask, gamma, lam)
+    return {"kl": kl, "rewards": rewards, "advantages": whiten(adv, mask, shift_mean=True, sum_fn=sum_fn), "returns": returns}
+
+
+def ppo_loss(logp: torch.Tensor, values: torch.Tensor, old_logp: torch.Tensor, old_values: torch.Tensor, advantages: torch.Tensor,
+             returns: torch.Tensor, mask: torch.Tensor, cliprange: float, cliprange_value: float, vf_coef: float
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped policy loss plus ``vf_coef`` times the clipped value loss, token means over ``mask``."""
+    pg, pst = ppo_policy_loss(logp, old_logp, advantages, mask, cliprange)
+    vf, vst = ppo_value_loss(values, old_values, returns, mask, cliprange_value)
+    return pg + vf_coef * vf, {"policy_loss": pg, "value_loss": vf, **pst, **vst}
+
+
 def ppo_policy_loss(
     logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -206,13 +206,9 @@ class PPOTrainer(Checkpoints):
         ac.train()
         logp, ref_logp, values, ent = (torch.cat(x) for x in (lps, refs, vals, ents))
         mask = resp_mask.float()
-        kl = L.per_token_kl(logp, ref_logp, cfg.kl_estimator) * mask
-        rewards = L.shaped_rewards(scores, kl, mask, self.kl_ctl.value)
-        total = all_reduce_sum if cfg.whiten_scope == "global" else None
-        if cfg.whiten_rewards:
-            rewards = L.whiten(rewards, mask, shift_mean=False, sum_fn=total)
-        adv, returns = L.gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        adv = L.whiten(adv, mask, shift_mean=True, sum_fn=total)
+        targets = L.ppo_advantages(scores, logp, ref_logp, values, mask, self.kl_ctl.value, cfg.kl_estimator, cfg.whiten_rewards,
+                                   cfg.gamma, cfg.lam, sum_fn=all_reduce_sum if cfg.whiten_scope == "global" else None)
+        kl, adv, returns = targets["kl"], targets["advantages"], targets["returns"]
         pad = self.tokenizer.pad_token_id
         batch = Rollout(self._gather(q, pad, True), self._gather(qm, 0, True), self._gather(r, pad), self._gather(resp_mask),
                         *(self._gather(t) for t in (logp, values, adv, returns, mask)))
@@ -251,17 +247,16 @@ class PPOTrainer(Checkpoints):
                     with no_sync(acc, [self.model], k == len(micro) - 1):
                         with autocast(acc.device, self.cfg.precision):
                             lp, _, v = self.model(b.query_ids, b.query_mask, b.response_ids, b.response_mask, cfg.temperature)
-                        pg, pst = L.ppo_policy_loss(lp, b.logprobs, b.advantages, b.mask, cfg.cliprange)
-                        vf, vst = L.ppo_value_loss(v, b.values, b.returns, b.mask, cfg.cliprange_value)
-                        loss = pg + cfg.vf_coef * vf
+                        loss, parts = L.ppo_loss(lp, v, b.logprobs, b.values, b.advantages, b.returns, b.mask, cfg.cliprange,
+                                                 cfg.cliprange_value, cfg.vf_coef)
                         if not torch.isfinite(loss):
                             last = self.latest_checkpoint()
                             raise NonFiniteLoss(
-                                f"PPO step {step + 1}: non-finite loss (policy {pg.item()}, value {vf.item()}); "
+                                f"PPO step {step + 1}: non-finite loss (policy {parts['policy_loss'].item()}, value {parts['value_loss'].item()}); "
                                 f"no update was applied. Last good checkpoint: {last or 'none'}"
                             )
                         acc.backward(loss * (b.mask.sum() / tokens) * N * (self.accumulation if self._deepspeed else 1))  # DeepSpeed divides by it
-                    for key, val in {"policy_loss": pg, "value_loss": vf, **pst, **vst}.items():  # token means of the mini-batch
+                    for key, val in parts.items():  # token means of the mini-batch
                         agg[key] = agg.get(key, 0.0) + val.detach().float() * (b.mask.sum() / tokens)
                 count += 1
                 acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
