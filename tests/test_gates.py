@@ -143,7 +143,7 @@ def test_tiny_run_with_snapshots_and_the_null_arm(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("ppo:\n  snapshot_steps: 3\noveropt:\n  max_prompts: 6\n  samples: 2\n")
     out = tmp_path / "run"
-    assert main(["run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg,rlp-uml", "--matched-retraining", "--null-arm",
+    assert main(["run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg,rlp-uml,rlp-ocrm", "--matched-retraining", "--null-arm",
                  "--step5", "false", "--judge", "answer", "--config", str(cfg), "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["methods"]) == {"sft", "ppo"}  # no step 5: RLP's reward models are compared in the diagnostics only
@@ -153,13 +153,76 @@ def test_tiny_run_with_snapshots_and_the_null_arm(tmp_path):
     vs_null = res["diagnostics"]["vs_null"]
     rows = vs_null["heldout_ppo_samples"]
     assert rows["rm-spg"]["null"] == "rm-spg-null" and rows["rm-uml"]["null"] == "rm"  # matched: UML's null (lambda 0) is rm
+    assert rows["rm-ocrm"]["null"] == "rm-ocrm-null"
+    weights = [json.loads(l)["weight"] for l in open(out / "ocrm" / "weights.jsonl")]
+    shuffled = [json.loads(l)["weight"] for l in open(out / "ocrm-null" / "weights.jsonl")]
+    assert sorted(weights) == sorted(shuffled) and sum(weights) / len(weights) == pytest.approx(1.0)
+    assert "ocrm_weights" in res["diagnostics"] and "effective sample size" in (out / "report.md").read_text()
     spg = [json.loads(l) for l in open(out / "spg" / "synthetic.jsonl")]
     null = [json.loads(l) for l in open(out / "spg-null" / "synthetic.jsonl")]
     assert [p["instruction"] for p in null] == [p["instruction"] for p in spg]
-    for name in ("rm-spg", "rm-spg-null", "rm-uml"):
+    for name in ("rm-spg", "rm-spg-null", "rm-uml", "rm-ocrm", "rm-ocrm-null"):
         stage = json.loads((out / name / "stage.json").read_text())
         assert stage["config"]["seed"] == json.loads((out / "rm" / "stage.json").read_text())["config"]["seed"]
         assert stage["config"]["pair_order"] == "matched"
     report = (out / "report.md").read_text()
     assert "against their null arm" in report and "Over-optimisation" in report
     assert (out / "overopt.png").exists()
+
+
+def test_ocrm_weights_on_a_hand_computed_case():
+    from rlop.rlp.ocrm import effective_sample_size, pair_weights
+
+    cp, cr, rp, rr = [-10.0, -20.0], [-12.0, -20.0], [-5.0, -8.0], [-5.0, -6.0]
+    # plain ratio, mult 0.5: pair 1 0.5 * (2 + 0) = 1; pair 2 0.5 * (0 - 2) = -1; normalised by the mean over D
+    w = pair_weights(cp, cr, rp, rr, mult=0.5, alpha=0.0)
+    mean = (math.e + math.exp(-1)) / 2
+    assert w.tolist() == pytest.approx([math.e / mean, math.exp(-1) / mean])
+    assert pair_weights(cp, cr, rp, rr, mult=0.5, alpha=0.0, normalize="none").tolist() == pytest.approx([math.e, math.exp(-1)])
+    # relative density ratio: log p - log(alpha p + (1 - alpha) p_ref)
+    rel = lambda a, b: a - math.log(0.1 * math.exp(a) + 0.9 * math.exp(b))  # noqa: E731
+    lw = [0.5 * (rel(cp[i], cr[i]) + rel(rp[i], rr[i])) for i in range(2)]
+    got = pair_weights(cp, cr, rp, rr, mult=0.5, alpha=0.1, normalize="none").tolist()
+    assert got == pytest.approx([math.exp(x) for x in lw])
+    assert pair_weights(cp, cr, rp, rr, mult=0.0).tolist() == [1.0, 1.0]  # mult 0: plain Bradley-Terry
+    assert effective_sample_size([1.0, 1.0, 1.0]) == pytest.approx(3.0) and effective_sample_size([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+
+
+def test_response_logprob_sums_match_a_full_forward(tiny_sft):
+    """The summed response log-probs (EOS appended) equal log-softmax over the concatenated sequence."""
+    from rlop.data.formatting import format_prompt
+    from rlop.models.loading import load_causal_lm, load_tokenizer
+    from rlop.rlp.ocrm import OCRMConfig, response_logprob_sums
+
+    tok, model = load_tokenizer(str(tiny_sft)), load_causal_lm(str(tiny_sft)).eval()
+    prompts = [format_prompt(tok, "Add 2 and 3.", ""), format_prompt(tok, "Name a colour.", "")]
+    responses = ["5", "The colour is blue"]
+    got = response_logprob_sums(model, tok, prompts, responses, OCRMConfig(reference=str(tiny_sft), batch_size=2, precision="fp32"))
+    for p, r, g in zip(prompts, responses, got):
+        q = tok(p, add_special_tokens=False)["input_ids"]
+        y = tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([q + y])).logits[0].float()
+        lp = torch.log_softmax(logits[len(q) - 1 : -1], -1).gather(1, torch.tensor(y).unsqueeze(1)).sum().item()
+        assert g == pytest.approx(lp, abs=1e-3)
+
+
+def test_weighted_loss_with_unit_weights_is_the_unweighted_one(tmp_path):
+    from rlop.training.losses import bradley_terry_loss
+
+    c, r = torch.randn(6), torch.randn(6)
+    assert torch.equal(bradley_terry_loss(c, r, torch.ones(6)), bradley_terry_loss(c, r))
+    w = torch.tensor([2.0, 0.0, 1.0, 1.0, 0.5, 1.5])
+    assert bradley_terry_loss(c, r, w).item() == pytest.approx((-torch.nn.functional.logsigmoid(c - r) * w).mean().item())
+    # in the trainer: a weights file of ones gives the unweighted model, weight for weight
+    from rlop.data.io import load_preferences
+    from rlop.utils import write_jsonl
+
+    pairs = load_preferences("sandbox:preference")[:40]
+    write_jsonl(tmp_path / "w.jsonl", [{"instruction": p.instruction, "input": p.input, "chosen": p.chosen, "rejected": p.rejected, "weight": 1.0}
+                                       for p in pairs])
+    base = ["reward", "--preset", "tiny", "--max-train-pairs", "24", "--seed", "2"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--pair-weights-file", str(tmp_path / "w.jsonl"), "--out", str(tmp_path / "b")]) == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)

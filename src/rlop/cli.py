@@ -43,6 +43,8 @@ COMMANDS: dict[str, Command] = {
     "ppo": Command("steps 3 and 5: PPO from the SFT policy against a reward", "rlop.training.ppo:PPOConfig", "ppo"),
     "sample": Command("n policy responses per instruction, to JSONL (input of RLP-UML and RLP-SPG)", "rlop.models.sampling:SampleConfig", "sample"),
     "spg": Command("step 4 (RLP-SPG): synthetic preferences from clustered policy samples", "rlop.rlp.spg:SPGConfig", "spg"),
+    "ocrm": Command("step 4 (OCRM): importance weights of D's pairs from the PPO policy and the SFT policy (then rlop reward --pair-weights-file)",
+                    "rlop.rlp.ocrm:OCRMConfig", "ocrm"),
     "bon": Command("best-of-n baseline: sample n, keep the highest-reward response", "rlop.training.best_of_n:BestOfNConfig", "bon"),
     "eval": Command("win-rate of model outputs against reference outputs, judged by an annotator (bootstrap 95% CI)",
                     "rlop.evaluation.winrate:EvalConfig", "eval", out="optional"),
@@ -153,6 +155,14 @@ def _do_spg(cfg, args) -> str:
 
     stats = run_spg(cfg, args.out)
     return f"{stats['pairs']} synthetic pairs from {stats['instructions']} instructions (acceptance {stats['acceptance_rate']:.2f})"
+
+
+def _do_ocrm(cfg, args) -> str:
+    from rlop.rlp.ocrm import run_ocrm
+
+    st = run_ocrm(cfg, args.out)
+    return (f"weights of {st['pairs']} pairs written to {Path(args.out) / 'weights.jsonl'} (effective sample size {st['effective_sample_size']:.1f}); "
+            f"train the reward model with rlop reward --pair-weights-file {Path(args.out) / 'weights.jsonl'}")
 
 
 def _do_bon(cfg, args) -> str:

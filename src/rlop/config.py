@@ -44,6 +44,7 @@ SECTIONS = {
     "ppo": "rlop.training.ppo:PPOConfig",
     "bon": "rlop.training.best_of_n:BestOfNConfig",
     "spg": "rlop.rlp.spg:SPGConfig",
+    "ocrm": "rlop.rlp.ocrm:OCRMConfig",
     "sample": "rlop.models.sampling:SampleConfig",
     "collect": "rlop.sandbox.collect:CollectConfig",
     "eval": "rlop.evaluation.winrate:EvalConfig",

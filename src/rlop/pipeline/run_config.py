@@ -95,7 +95,7 @@ class RunConfig(StageConfig):
         "cpu": dict(preset="cpu"),
         # every method over 3 seeds on 2 CPU cores: the seeds share SFT, D, the step-2 reward model and what depends only
         # on them (SFT's and best-of-n's eval outputs, SFT's held-out samples); each seed trains its own PPO, step 4 and step 5
-        "study": dict(preset="study", methods="all", seeds="0,1,2", shared_stages="sft,collect,rm,heldout-sft,outputs-sft,bon",
+        "study": dict(preset="study", methods="sft,bon,ppo,rlp-uml,rlp-spg", seeds="0,1,2", shared_stages="sft,collect,rm,heldout-sft,outputs-sft,bon",
                       preference_prompts=400, max_new_tokens=32),
         # the RLP gates. Gate A: SFT and PPO with 32-token responses and a smaller eval, the PPO stages keeping snapshots
         # (PPOConfig's overopt). Gate B adds --methods rlp-spg,rlp-uml --step5 false over seeds: step 4 on 640 unlabeled

@@ -14,7 +14,7 @@ HELDOUT = ("heldout-sft", "heldout-ppo")  # samples on val prompts for the rewar
 POLICY_STAGE = {"ppo": "ppo", **{v.method: v.ppo_stage for v in VARIANTS.values()}}  # method -> the stage holding its policy
 OVEROPT = {p: f"overopt-{p}" for p in POLICY_STAGE.values()}  # PPO stage -> its over-optimisation curve (ppo: snapshot_steps)
 ORDER = ["sft", "collect", "rm", "ppo", OVEROPT["ppo"], "samples",
-         *(s for v in VARIANTS.values() for s in (*v.stages, v.ppo_stage, OVEROPT[v.ppo_stage])), *HELDOUT, "bon", "eval"]
+         *(s for v in VARIANTS.values() for s in (*v.stages, *v.null_stages, v.ppo_stage, OVEROPT[v.ppo_stage])), *HELDOUT, "bon", "eval"]
 EVAL_OUTPUTS = [f"outputs-{m}" for m in ALL_METHODS if m != "bon"]  # what ``--force eval`` redoes (bon samples in its own stage)
 
 
@@ -23,8 +23,10 @@ def _stage_inputs() -> dict[str, tuple[str, ...]]:
     graph = {"sft": (), "collect": ("sft",), "rm": ("sft", "collect"), "ppo": ("sft", "rm"), "samples": ("ppo",),
              "heldout-sft": ("sft",), "heldout-ppo": ("ppo",), "bon": ("sft", "rm")}
     for v in VARIANTS.values():
-        reads = ("sft", "collect", "rm", "samples")  # what a step-4 function is given (Step4Context)
+        reads = ("sft", "collect", "rm", "ppo", "samples")  # what a step-4 function is given (Step4Context)
         for stage in v.stages:
+            graph[stage], reads = reads, (*reads, stage)
+        for stage in v.null_stages:  # the placebo is drawn from what the variant's step 4 wrote
             graph[stage], reads = reads, (*reads, stage)
         graph[v.ppo_stage] = ("sft", v.reward_stage)
         graph[OVEROPT[v.ppo_stage]] = ("sft", v.reward_stage, v.ppo_stage)

@@ -7,7 +7,7 @@ keys, outputs, diagnostics and report rows from this table.
 
 A step-4 function gets a :class:`Step4Context`: its inputs, each with the cache key of the
 stage (or source file) it came from (the SFT model, the preference file D, the step-2 reward
-model, the PPO policy's samples on unlabeled prompts), ``stage_cfg`` (a stage config as
+model, the step-3 PPO policy and its samples on unlabeled prompts), ``stage_cfg`` (a stage config as
 ``rlop run`` resolves it, :mod:`rlop.pipeline.resolve`) and ``run_stage`` (a cached, atomic
 stage). With ``--null-arm`` a variant's ``null`` function trains its placebo RM under the same
 protocol (``null_stages``), against which the diagnostics pair the retrained RM. A variant may name a ``diagnose`` function: ``(stage_dir) -> dict`` of extra entries for
@@ -36,6 +36,8 @@ class Step4Context:
     reward_model_key: str
     reward_model_seed: int  # the seed of this run's RMs: its split of D, head initialisation and order of D (matched retraining)
     reward_model_matches: bool  # whether the step-2 RM has that seed (not when it is shared from another seed's run)
+    policy: Path  # the step-3 PPO policy
+    policy_key: str
     samples: str  # the step-3 policy's samples on the unlabeled prompts (samples.jsonl)
     samples_key: str
     stage_cfg: Callable[..., Any]  # (cls, section, stage, recipe=..., wired=...) -> config, see rlop.pipeline.resolve
@@ -95,4 +97,6 @@ VARIANTS: dict[str, Variant] = {v.method: v for v in (
             "rlop.rlp.uml:diagnose", "rlop.rlp.uml:report_lines", "rlop.rlp.uml:null_arm", ("rm-uml-null",)),
     Variant("rlp-spg", ("spg", "rm-spg"), "ppo-spg", "rlop.rlp.spg:step4", lambda rm, spg: {"spg": spg, "rm-spg": rm * 1.1},
             "rlop.rlp.spg:diagnose", "rlop.rlp.spg:report_lines", "rlop.rlp.spg:null_arm", ("spg-null", "rm-spg-null")),
+    Variant("rlp-ocrm", ("ocrm", "rm-ocrm"), "ppo-ocrm", "rlop.rlp.ocrm:step4", lambda rm, spg: {"ocrm": rm * 0.6, "rm-ocrm": rm * 1.05},
+            "rlop.rlp.ocrm:diagnose", "rlop.rlp.ocrm:report_lines", "rlop.rlp.ocrm:null_arm", ("ocrm-null", "rm-ocrm-null")),
 )}

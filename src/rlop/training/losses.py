@@ -19,9 +19,11 @@ from torch import nn
 # --------------------------------------------------------------------------- reward
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(r_chosen - r_rejected), averaged (AlpacaFarm's BCE on r2 - r1)."""
-    return -F.logsigmoid(chosen - rejected).mean()
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """-log sigmoid(r_chosen - r_rejected), averaged (AlpacaFarm's BCE on r2 - r1); with ``weights``, the
+    mean of the weighted per-pair losses (OCRM's importance-weighted loss)."""
+    loss = -F.logsigmoid(chosen - rejected)
+    return loss.mean() if weights is None else (loss * weights.to(loss.dtype)).mean()
 
 
 # --------------------------------------------------------------------------- masked statistics

@@ -89,6 +89,19 @@ def dedupe_pairs(pairs: list[PreferenceExample], seen: set | None = None) -> tup
     return out, len(pairs) - len(out)
 
 
+def apply_pair_weights(pairs: list[PreferenceExample], path: str) -> list[PreferenceExample]:
+    """The pairs with ``meta['weight']`` from a weights file (rlop ocrm's weights.jsonl); pairs it does not list weigh 1."""
+    import dataclasses
+
+    from rlop.utils import read_jsonl_plain
+
+    weights = {(r["instruction"], r.get("input", ""), r["chosen"], r["rejected"]): float(r["weight"]) for r in read_jsonl_plain(path)}
+    found = sum(1 for p in pairs if (p.instruction, p.input, p.chosen, p.rejected) in weights)
+    if pairs and not found:
+        log.warning("%s: weights none of the %d training pairs (all weigh 1)", path, len(pairs))
+    return [dataclasses.replace(p, meta={**p.meta, "weight": weights.get((p.instruction, p.input, p.chosen, p.rejected), 1.0)}) for p in pairs]
+
+
 def load_reward_data(cfg: RewardConfig):
     """Read and validate everything before any training starts.
 
@@ -107,6 +120,8 @@ def load_reward_data(cfg: RewardConfig):
         train, ev = split_holdout(pairs, cfg.eval_holdout, cfg.seed)
     if cfg.max_train_pairs:
         train = train[: cfg.max_train_pairs]
+    if cfg.pair_weights_file:
+        train = apply_pair_weights(train, cfg.pair_weights_file)
     synthetic = load_preferences(cfg.synthetic_file) if cfg.synthetic_file else []
     human = len(train)
     train = mix_synthetic(train, synthetic, cfg.synthetic_ratio, cfg.seed)

@@ -69,6 +69,8 @@ class RewardConfig(StageConfig):
     # RLP-SPG: synthetic preference pairs
     synthetic_file: str = opt("", "synthetic preference JSONL (from rlop spg) added to D (RLP-SPG)")
     synthetic_ratio: float = opt(0.0, "0: plain union; r > 0: use r*|D| synthetic pairs (sampled with replacement if short)", ge=0)
+    pair_weights_file: str = opt("", "per-pair weights of D (JSONL with instruction, input, chosen, rejected, weight; from rlop ocrm): "
+                                     "the weighted Bradley-Terry loss; pairs it does not list weigh 1")
     pair_order: Literal["shuffled", "matched"] = opt("shuffled", "order of D and the synthetic pairs: shuffled (one shuffle of their union) | "
                                                     "matched (D in the order a run on D alone with this seed takes, the synthetic pairs "
                                                     "inserted at positions that depend only on their number and the seed: a retrained RM "
@@ -102,7 +104,7 @@ class RewardTrainingModule(nn.Module):
         pooled = last_hidden_state(self.rm, pairs["input_ids"], pairs["attention_mask"])
         r = reward_from_hidden(self.rm, pooled)
         chosen, rejected = r[:n], r[n:]
-        bt = bradley_terry_loss(chosen, rejected)
+        bt = bradley_terry_loss(chosen, rejected, pairs.get("weights"))
         logs = {"bt_loss": bt.detach(), "train_accuracy": (chosen > rejected).float().mean().detach(),
                 "reward_margin": (chosen - rejected).mean().detach()}
         loss = bt
@@ -136,11 +138,14 @@ class RewardTrainer:
         self.aux = aux
 
     # ------------------------------------------------------------------ batching
-    def _pair_batch(self, pairs: Sequence[PreferenceExample]) -> dict[str, torch.Tensor]:
+    def _pair_batch(self, pairs: Sequence[PreferenceExample], weighted: bool = False) -> dict[str, torch.Tensor]:
         ins = [p.instruction for p in pairs]
         inp = [p.input for p in pairs]
         texts = rm_texts(self.tokenizer, ins, inp, [p.chosen for p in pairs]) + rm_texts(self.tokenizer, ins, inp, [p.rejected for p in pairs])
-        return tokenize_texts(self.tokenizer, texts, self.cfg.max_length, self.accelerator.device)
+        batch = tokenize_texts(self.tokenizer, texts, self.cfg.max_length, self.accelerator.device)
+        if weighted:
+            batch["weights"] = torch.tensor([float(p.meta.get("weight", 1.0)) for p in pairs], device=self.accelerator.device)
+        return batch
 
     def _view_batch(self, views) -> dict[str, torch.Tensor]:
         ex = [v[0] for v in views]
@@ -271,7 +276,7 @@ class RewardTrainer:
             step_logs: dict[str, float] = {}
             for a in range(A):
                 base = step * global_bs + a * b * P + acc.process_index * b
-                batch = self._pair_batch([train_pairs[i] for i in order[base : base + b]])
+                batch = self._pair_batch([train_pairs[i] for i in order[base : base + b]], weighted=bool(cfg.pair_weights_file))
                 vbatch = None
                 if use_views:
                     vbase = (step * A + a) * vb * P + acc.process_index * vb
