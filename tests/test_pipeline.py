@@ -33,19 +33,21 @@ def test_bootstrap_ci_brackets_mean():
 
 # one distinctive value per YAML section; each stage of rlop run must record it in its stage.json
 SECTION_VALUES = {"sft": ("weight_decay", 0.01, ["sft"]), "collect": ("p_label_flip", 0.2, ["collect"]),
-                  "reward": ("max_grad_norm", 0.9, ["rm", "rm-spg", "rm-uml"]), "ppo": ("max_grad_norm", 0.8, ["ppo", "ppo-spg", "ppo-uml"]),
+                  "reward": ("max_grad_norm", 0.9, ["rm", "rm-spg", "rm-uml", "rm-ocrm"]),
+                  "ppo": ("max_grad_norm", 0.8, ["ppo", "ppo-spg", "ppo-uml", "ppo-ocrm"]), "ocrm": ("log_ratio_mult", 0.002, ["ocrm"]),
                   "sample": ("top_p", 0.95, ["samples"]), "spg": ("threshold", 0.8, ["spg"]), "bon": ("top_p", 0.85, ["bon"])}
 # values that the run's own options also give a stage (its recipe): the section, set by the user, wins
-RECIPE_VALUES = {"sft": ("max_examples", 200, ["sft"]), "collect": ("max_prompts", 48, ["collect"]), "ppo": ("response_len", 10, ["ppo", "ppo-spg", "ppo-uml"]),
+RECIPE_VALUES = {"sft": ("max_examples", 200, ["sft"]), "collect": ("max_prompts", 48, ["collect"]), "ppo": ("response_len", 10, ["ppo", "ppo-spg", "ppo-uml", "ppo-ocrm"]),
                  "sample": ("n", 3, ["samples"]), "spg": ("gamma", 0.9, ["spg"]), "bon": ("n", 3, ["bon"])}
 
 
 # stage folder -> (its YAML section, the fields rlop run sets itself: wired paths and the run's own recipe values)
 _SAMPLES = {"policy", "prompts_file", "max_prompts", "n", "max_new_tokens", "seed"}
-_RM = {"model", "train_file", "max_train_pairs", "synthetic_file", "views_file", "rep_loss"}
+_RM = {"model", "train_file", "max_train_pairs", "synthetic_file", "views_file", "rep_loss", "pair_weights_file"}
 STAGE_SECTIONS = {"sft": ("sft", {"train_file", "max_examples"}), "collect": ("collect", {"policy", "prompts_file", "max_prompts", "max_new_tokens", "seed"}),
-                  "rm": ("reward", _RM), "rm-spg": ("reward", _RM), "rm-uml": ("reward", _RM),
-                  **{p: ("ppo", {"policy", "reward", "response_len", "prompts_file"}) for p in ("ppo", "ppo-spg", "ppo-uml")},
+                  "rm": ("reward", _RM), "rm-spg": ("reward", _RM), "rm-uml": ("reward", _RM), "rm-ocrm": ("reward", _RM),
+                  **{p: ("ppo", {"policy", "reward", "response_len", "prompts_file"}) for p in ("ppo", "ppo-spg", "ppo-uml", "ppo-ocrm")},
+                  "ocrm": ("ocrm", {"policy", "reference", "preferences"}),
                   "samples": ("sample", _SAMPLES), "heldout-sft": ("sample", _SAMPLES), "heldout-ppo": ("sample", _SAMPLES),
                   "spg": ("spg", {"samples", "reward_model", "judge", "gamma", "seed"}),
                   "bon": ("bon", {"policy", "reward", "n", "draws", "temperature", "max_new_tokens", "seed"})}
@@ -74,9 +76,9 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert main(["run", "--preset", "tiny", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
     assert json.loads((tmp_path / "run" / "bon" / "stage.json").read_text())["config"]["temperature"] == 1.0  # AlpacaFarm's best-of-n
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples", "spg_pairs", "uml_terms"}
+    assert set(res["diagnostics"]) == {"heldout_sft_samples", "heldout_ppo_samples", "step4_samples", "spg_pairs", "uml_terms", "ocrm_weights"}
     assert {"skl", "mi_jsd"} <= set(res["diagnostics"]["uml_terms"]["last"])
-    assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml"}
+    assert set(res["diagnostics"]["heldout_ppo_samples"]) == {"rm", "rm-spg", "rm-uml", "rm-ocrm"}
     assert res["paired"]["rlp-spg"]["vs_ppo"]["n"] == 32 and len(res["methods"]["ppo"]["scores"]) == 32
     for section, (key, value, stages) in [*SECTION_VALUES.items(), *RECIPE_VALUES.items()]:
         for stage in stages:
@@ -90,13 +92,13 @@ def test_rlop_run_tiny_all_methods(tmp_path):
         assert set(recorded) == set(own), stage
         differ = {k for k in own if recorded[k] != own[k]} - run_set - {"precision"}
         assert not differ, (stage, {k: (recorded[k], own[k]) for k in differ})
-    for ppo in ("ppo", "ppo-spg", "ppo-uml"):
+    for ppo in ("ppo", "ppo-spg", "ppo-uml", "ppo-ocrm"):
         record = json.loads((tmp_path / "run" / ppo / "stage.json").read_text())
         assert record["precision"] == record["config"]["precision"] == "fp32", ppo
     heldout = json.loads((tmp_path / "run" / "heldout-ppo" / "stage.json").read_text())["config"]
     assert heldout["top_p"] == 0.95 and heldout["n"] == 4  # sample:'s sampling options; the count is heldout_samples
     report = (tmp_path / "run" / "report.md").read_text()
-    for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg"):
+    for m in ("sft", "bon", "ppo", "rlp-uml", "rlp-spg", "rlp-ocrm"):
         assert f"| {m} |" in report
     assert (tmp_path / "run" / "winrate.png").exists()
     assert "2 sampled outputs" in report  # tiny preset: eval_samples = 2
@@ -126,7 +128,7 @@ def test_run_on_a_preference_file_skips_collection_and_finishes(tmp_path):
         record = json.loads((run / stage / "stage.json").read_text())
         assert record["precision"] == "fp32" and record.get("config", {}).get("precision", "fp32") == "fp32", stage
     assert json.loads((run / "rm-spg" / "stage.json").read_text())["config"]["train_file"] == str(prefs)
-    assert set(json.loads((run / "results.json").read_text())["methods"]) == {"sft", "bon", "ppo", "rlp-uml", "rlp-spg"}
+    assert set(json.loads((run / "results.json").read_text())["methods"]) == {"sft", "bon", "ppo", "rlp-uml", "rlp-spg", "rlp-ocrm"}
 
 
 @pytest.mark.slow
