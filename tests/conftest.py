@@ -1,4 +1,5 @@
 import json
+import random
 import os
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def resumed_step(output: str) -> int:
     if not found:
         pytest.fail("PPO did not say it resumed from a checkpoint: it restarted\n" + output[-2000:])
     return int(found[-1])
+
+
+@pytest.fixture(scope="session")
+def views_file(tmp_path_factory):
+    """Sandbox 'policy samples': 4 solver responses per unlabeled instruction."""
+    from rlop.sandbox.world import SandboxConfig, build_world, solve
+
+    rng = random.Random(0)
+    tasks = build_world(SandboxConfig(sft=10, preference=10, unlabeled=64, val=10, eval=10))["unlabeled"]
+    path = tmp_path_factory.mktemp("views") / "samples.jsonl"
+    with open(path, "w") as f:
+        for t in tasks:
+            f.write(json.dumps({"instruction": t.instruction, "input": t.input, "responses": [solve(t, rng, rng.random() < 0.6) for _ in range(4)], "meta": t.meta()}) + "\n")
+    return path

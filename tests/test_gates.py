@@ -3,7 +3,6 @@ and the over-optimisation curve (snapshots scored on identical prompts and seeds
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -85,20 +84,6 @@ def test_peak_summary_on_a_hand_made_curve():
     assert s["drop"]["diff"] == pytest.approx(0.5) and s["drop"]["ci_low"] == pytest.approx(0.5)
     assert s["drop_heldout"]["peak_step"] == 8 and s["drop_heldout"]["diff"] == pytest.approx(0.5)
     assert s["proxy_change"] == 8.0 and s["gold_fell_proxy_rose"]
-
-
-@pytest.fixture(scope="module")
-def views_file(tmp_path_factory):
-    from rlop.sandbox.world import SandboxConfig, build_world, solve
-
-    rng = random.Random(0)
-    tasks = build_world(SandboxConfig(sft=10, preference=10, unlabeled=32, val=10, eval=10))["unlabeled"]
-    path = tmp_path_factory.mktemp("views") / "samples.jsonl"
-    with open(path, "w") as f:
-        for t in tasks:
-            f.write(json.dumps({"instruction": t.instruction, "input": t.input, "responses": [solve(t, rng, rng.random() < 0.6) for _ in range(4)],
-                                "meta": t.meta()}) + "\n")
-    return path
 
 
 def test_every_snapshot_is_scored_on_identical_prompts_and_seeds(tmp_path, tiny_sft, monkeypatch):

@@ -1,7 +1,6 @@
 """RLP-UML: the MIB loss and its ablations inside the reward trainer."""
 
 import json
-import random
 
 import pytest
 import torch
@@ -11,20 +10,6 @@ from rlop.config import build_config
 from rlop.rlp.uml import REP_LOSSES, Critic, MIBLoss, critic_scores
 from rlop.training.losses import js_mi_bound
 from rlop.training.reward_trainer import RewardConfig, RewardTrainer, load_reward_data
-
-
-@pytest.fixture(scope="module")
-def views_file(tmp_path_factory):
-    """Sandbox 'policy samples': 4 solver responses per unlabeled instruction."""
-    from rlop.sandbox.world import SandboxConfig, build_world, solve
-
-    rng = random.Random(0)
-    tasks = build_world(SandboxConfig(sft=10, preference=10, unlabeled=64, val=10, eval=10))["unlabeled"]
-    path = tmp_path_factory.mktemp("views") / "samples.jsonl"
-    with open(path, "w") as f:
-        for t in tasks:
-            f.write(json.dumps({"instruction": t.instruction, "input": t.input, "responses": [solve(t, rng, rng.random() < 0.6) for _ in range(4)], "meta": t.meta()}) + "\n")
-    return path
 
 
 def test_js_estimate_higher_for_correlated_views():
