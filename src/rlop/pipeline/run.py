@@ -258,7 +258,8 @@ class Pipeline(Checks):
             samples = self.run_stage("samples", _key("samples", scfg, self.keys["ppo"]), lambda d: run_sample(scfg, d), config=scfg)
             own_seed = self.stage_cfg(RewardConfig, "reward", None).seed  # this seed's RM seed, also when rm is shared
             ctx = Step4Context(run=c, sft=sft, sft_key=self.keys["sft"], preferences=prefs, preferences_key=dep, reward_model=rm,
-                               reward_model_key=self.keys["rm"], reward_model_seed=own_seed, reward_model_matches=own_seed == rm_cfg.seed, policy=policies["ppo"], policy_key=self.keys["ppo"], samples=str(samples / "samples.jsonl"),
+                               reward_model_key=self.keys["rm"], reward_model_seed=own_seed, reward_model_matches=own_seed == rm_cfg.seed,
+                               policy=policies["ppo"], policy_key=self.keys["ppo"], samples=str(samples / "samples.jsonl"),
                                samples_key=self.keys["samples"], stage_cfg=self.stage_cfg,
                                run_stage=lambda name, parts, fn, config=None: self.run_stage(name, _key(*parts), fn, config=config),
                                stage_dir=self.stage_dir)
