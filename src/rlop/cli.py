@@ -223,7 +223,7 @@ def _do_report(args) -> str:
 
 
 ACTIONS: dict[str, Callable[..., str]] = {"sft": _do_sft, "collect": _do_collect, "reward": _do_reward, "ppo": _do_ppo, "sample": _do_sample,
-                                          "spg": _do_spg, "bon": _do_bon, "eval": _do_eval, "agreement": _do_agreement, "run": _do_run, "sandbox": _do_sandbox}
+                                          "spg": _do_spg, "ocrm": _do_ocrm, "bon": _do_bon, "overopt": _do_overopt, "eval": _do_eval, "agreement": _do_agreement, "run": _do_run, "sandbox": _do_sandbox}
 
 
 def _execute(args: argparse.Namespace) -> int:
