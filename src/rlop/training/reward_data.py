@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
 
 from rlop.data import PreferenceExample, load_preferences
 from rlop.utils import derive_seed
-
-if TYPE_CHECKING:
-    from rlop.training.reward_trainer import RewardConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +98,8 @@ def apply_pair_weights(pairs: list[PreferenceExample], path: str) -> list[Prefer
     return [dataclasses.replace(p, meta={**p.meta, "weight": weights.get((p.instruction, p.input, p.chosen, p.rejected), 1.0)}) for p in pairs]
 
 
-def load_reward_data(cfg: RewardConfig):
-    """Read and validate everything before any training starts.
+def load_reward_data(cfg):
+    """Read and validate everything before any training starts (``cfg``: a ``RewardConfig``).
 
     Repeated pairs are dropped (and counted) before the hold-out split, so held-out accuracy
     is never measured on copies of training pairs.
