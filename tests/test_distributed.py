@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.test_uml import views_file  # noqa: F401  (fixture)
 
 HERE = Path(__file__).parent
 

@@ -251,10 +251,14 @@ def test_force_redoes_what_reads_the_stage_and_nothing_else():
     assert set(STAGE_INPUTS) >= set(ORDER) - {"eval"}
     assert all(set(reads) <= set(STAGE_INPUTS) for reads in STAGE_INPUTS.values())
     ppo = downstream("ppo")
-    assert ppo[0] == "ppo" and {"samples", "spg", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "heldout-ppo",
-                                "outputs-ppo", "outputs-rlp-spg", "outputs-rlp-uml"} == set(ppo[1:])
+    step4 = {"samples", "spg", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "ocrm", "rm-ocrm", "ppo-ocrm"}
+    nulls = {"spg-null", "rm-spg-null", "rm-uml-null", "ocrm-null", "rm-ocrm-null"}
+    curves = {"overopt-ppo", "overopt-ppo-spg", "overopt-ppo-uml", "overopt-ppo-ocrm"}
+    outputs = {"heldout-ppo", "outputs-ppo", "outputs-rlp-spg", "outputs-rlp-uml", "outputs-rlp-ocrm"}
+    assert ppo[0] == "ppo" and step4 | nulls | curves | outputs == set(ppo[1:])
     assert not {"bon", "heldout-sft", "outputs-sft", "rm", "collect"} & set(ppo)  # independent of PPO: stay cached
     assert {"bon", "ppo", "ppo-spg"} <= set(downstream("rm")) and not {"heldout-sft", "outputs-sft"} & set(downstream("rm"))
     assert set(downstream("sft")) == set(STAGE_INPUTS)  # everything reads SFT
-    assert downstream("ppo-spg") == ["ppo-spg", "outputs-rlp-spg"]
-    assert downstream("eval") == ["outputs-sft", "outputs-ppo", "outputs-rlp-uml", "outputs-rlp-spg"]
+    assert downstream("ppo-spg") == ["ppo-spg", "overopt-ppo-spg", "outputs-rlp-spg"]
+    assert downstream("rm-spg-null") == ["rm-spg-null"]  # a null arm feeds no PPO stage
+    assert downstream("eval") == ["outputs-sft", "outputs-ppo", "outputs-rlp-uml", "outputs-rlp-spg", "outputs-rlp-ocrm"]

@@ -87,7 +87,7 @@ CASES = [
     ("seeds_not_numbers", "run --preset tiny --seeds 0,one --out {t}/o", "expected comma-separated integers"),
     ("seeds_repeated", "run --preset tiny --seeds 1,1 --out {t}/o", "a seed is repeated"),
     ("shared_without_seeds", "run --preset tiny --shared-stages sft --out {t}/o", "needs --seeds"),
-    ("share_unshareable_stage", "run --preset tiny --seeds 0,1 --shared-stages sft,ppo --out {t}/o", "'ppo' cannot be shared"),
+    ("share_unshareable_stage", "run --preset tiny --seeds 0,1 --shared-stages sft,rm-spg --out {t}/o", "'rm-spg' cannot be shared"),
     ("share_without_its_input", "run --preset tiny --seeds 0,1 --shared-stages sft,rm --out {t}/o", "rm reads collect"),
 ]
 
