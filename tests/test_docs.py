@@ -25,3 +25,50 @@ def test_readme_links_exist():
     text = (ROOT / "README.md").read_text()
     links = [l for l in re.findall(r"\]\(([^)#]+)", text) if not l.startswith("http")]
     assert links and all((ROOT / l).exists() for l in links), [l for l in links if not (ROOT / l).exists()]
+
+
+def _doc_commands() -> list[tuple[str, str]]:
+    """Every ``rlop ...`` command in a fenced bash block of the README and docs/, continuations joined,
+    shell variables set in the block substituted; (document, command)."""
+    import shlex
+
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", doc.read_text(), re.S):
+            env = {}
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0].strip()
+                if m := re.fullmatch(r"([A-Z_]+)=(\S+)", line):
+                    env[m.group(1)] = m.group(2)
+                    continue
+                for part in re.split(r"\s*(?:&&|;|\|)\s*", line):
+                    part = re.sub(r"\$\{?([A-Z_]+)\}?", lambda m: env.get(m.group(1), m.group(0)), part.strip())
+                    if part.startswith("rlop "):
+                        found.append((doc.name, " ".join(shlex.split(part))))
+    return found
+
+
+def test_docs_commands_parse_and_their_configs_build():
+    """Each documented command is accepted by the parser and its options build the stage's config (a
+    misspelt flag, a removed option or a value out of range fails here, not for a reader)."""
+    import shlex
+
+    from rlop.cli import COMMANDS, _config, build_parser, overrides_from_args
+    from rlop.config import build_config
+    from rlop.pipeline.run_config import RunConfig
+
+    commands = _doc_commands()
+    assert len(commands) >= 15 and {c.split()[1] for _, c in commands} >= {"run", "sft", "reward", "ppo", "spg", "ocrm", "overopt"}
+    parser = build_parser()
+    for doc, command in commands:
+        argv = shlex.split(command)[1:]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:
+            raise AssertionError(f"{doc}: `{command}` does not parse") from e
+        if getattr(args, "config", None) and not Path(args.config).exists():
+            continue  # a recipe of the reader's: its keys are checked by the recipe test above
+        if args.command == "run":
+            build_config(RunConfig, args.preset, None, overrides_from_args(args), section="run")
+        elif COMMANDS[args.command].config:
+            _config(args.command, args)
