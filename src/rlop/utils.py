@@ -111,20 +111,34 @@ def reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return True
     except OSError:
         return False
+    # Some kernels and sandboxes accept the write and keep VmHWM: after a real reset the
+    # peak equals what the process holds now, so a peak well above VmRSS means it was ignored.
+    status = _proc_status_kb()
+    hwm, rss = status.get("VmHWM"), status.get("VmRSS")
+    return hwm is not None and rss is not None and hwm - rss < 8 * 1024
+
+
+def _proc_status_kb() -> dict[str, int]:
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[key] = int(value.split()[0])
+    return out
 
 
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process in MB since the last :func:`reset_peak_rss` (Linux),
     or since it started (elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = _proc_status_kb().get("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
     try:
         import resource
         import sys

@@ -167,6 +167,8 @@ def write_report(run: str | Path) -> Path:
                   "| stage | minutes | peak RSS (MB) |", "|---|---|---|"]
         for name, st in stages.items():
             rss = "n/a" if st.get("peak_rss_mb") is None else f"{st['peak_rss_mb']:.0f}"
+            if st.get("peak_rss_window") == "process" and rss != "n/a":
+                rss = f"≤ {rss} (the system kept the process's peak)"
             minutes = "n/a" if st.get("seconds") is None else f"{st['seconds'] / 60:.1f}"
             parts.append(f"| {name}{' (shared)' if st.get('shared') else ''} | {minutes} | {rss} |")
     parts += [""] + [f"![{p}]({p})" for p in plots] + [""]

@@ -52,11 +52,13 @@ from rlop.training.reward_trainer import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
 from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
 
-def _stage_record(key: str, started: float, config: Any, precision: str, folder: Path) -> str:
+def _stage_record(key: str, started: float, config: Any, precision: str, folder: Path, peak_window: str) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
     stage (MB; models an earlier stage still holds count too), the precision it computed in (its
-    config's, else the run's), the stage's config and its files' sizes and digests (:mod:`rlop.pipeline.manifest`)."""
-    rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(),
+    config's, else the run's), the stage's config and its files' sizes and digests (:mod:`rlop.pipeline.manifest`).
+    ``peak_rss_window``: "stage" where the peak was reset when the stage began, "process" where the
+    system kept it (the peak since the process started, an upper bound)."""
+    rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(), "peak_rss_window": peak_window,
            "precision": resolve_precision(getattr(config, "precision", precision)), "files": manifest(folder)}
     if config is not None:
         rec["config"] = dataclasses.asdict(config)
@@ -116,12 +118,12 @@ class Pipeline(Checks):
             self.progress.cached(name)
             return d
         t = self.progress.start(name)
-        reset_peak_rss()
+        peak_window = "stage" if reset_peak_rss() else "process"
         main = self.main
         if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
             with outputs.staged(d, name, main=main) as tmp:
                 fn(tmp)
-                (tmp / "stage.json").write_text(_stage_record(key, t, config, self.cfg.precision, tmp))
+                (tmp / "stage.json").write_text(_stage_record(key, t, config, self.cfg.precision, tmp, peak_window))
         else:  # PPO: its folder holds checkpoints to resume from, written by every process
             with outputs.claim(d, "ppo", main=main):
                 if main:
@@ -133,7 +135,7 @@ class Pipeline(Checks):
                 barrier()
                 fn(d)
                 if main:
-                    atomic_write_text(d / "stage.json", _stage_record(key, t, config, self.cfg.precision, d))
+                    atomic_write_text(d / "stage.json", _stage_record(key, t, config, self.cfg.precision, d, peak_window))
         barrier()  # the other processes read the published stage next
         self.progress.finish(name, t)
         return d
@@ -145,7 +147,8 @@ class Pipeline(Checks):
             f = self.stage_dir(name) / "stage.json"
             if f.exists():
                 r = json.loads(f.read_text())
-                recs[name] = {"seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb"), "shared": name in self.shared}
+                recs[name] = {"seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb"), "shared": name in self.shared,
+                              "peak_rss_window": r.get("peak_rss_window", "stage")}
         return recs
 
     def force(self, stage: str, shared: bool = True) -> None:
