@@ -138,3 +138,13 @@ def test_precision_from_the_run_option_or_a_section_reaches_the_stage_and_its_ca
     assert ppo_cfg(r, run).precision in ("fp32", "bf16")  # auto is resolved once, where the config is built
     keys = {p: _key("ppo", ppo_cfg(*resolver(tmp_path, {}, {"precision": p}))) for p in ("fp32", "bf16")}
     assert keys["fp32"] != keys["bf16"]
+
+
+def test_a_top_level_run_option_reaches_only_the_stage_its_recipe_feeds(tmp_path):
+    """``gamma`` is the run's SPG threshold and also the name of PPO's GAE discount: a top-level
+    ``gamma:`` must set the first only (PPO's discount goes under ``ppo:``)."""
+    r, run = resolver(tmp_path, {"gamma": 0.7})
+    assert spg_cfg(r, run).gamma == 0.7
+    assert ppo_cfg(r, run).gamma == 1.0
+    r, run = resolver(tmp_path, {"gamma": 0.7, "ppo": {"gamma": 0.95}})
+    assert spg_cfg(r, run).gamma == 0.7 and ppo_cfg(r, run).gamma == 0.95

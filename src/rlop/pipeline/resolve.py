@@ -82,7 +82,7 @@ class StageResolver:
                         raise ConfigError(f"{place} {field}: {vals[field]!r} disagrees with the run option {run_opt} "
                                           f"(--{run_opt.replace('_', '-')}), which sets {field} to {value!r} for stage {stage or section}; "
                                           "set it in one place")
-        pinned = {k for k in recipe if k in self._run_options}  # top-level keys that are the run's options stay the run's
+        pinned = self._run_options  # top-level keys that are the run's options stay the run's (a top-level gamma is SPG's, never PPO's discount)
         cfg = build_config(cls, self.run.preset, self.config_file, overrides=wired, section=section,
                            recipe={k: v for k, (_, v) in recipe.items()}, pinned=pinned)
         if getattr(cfg, "precision", None) == "auto":  # resolved once: stage.json and the cache key say what it computed in

@@ -47,7 +47,7 @@ class RunConfig(StageConfig):
     eval_samples: int = opt(2, "sampled outputs per eval instruction (scored by their mean)", ge=1)
     max_new_tokens: int = opt(48, "new tokens per response in every sampling stage", ge=1)
     judge: Literal["answer", "embedding", "nli"] = opt("embedding", "SPG equivalence judge: answer (sandbox) | embedding | nli")
-    gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5)", ge=0, le=1)
+    gamma: float = opt(0.5, "SPG confidence threshold (paper: 0.5; PPO's discount is ppo: gamma, which a top-level gamma never sets)", ge=0, le=1)
     bon_n: int = opt(4, "samples per best-of-n pick", ge=1)
     bon_temperature: float = opt(1.0, "best-of-n sampling temperature (AlpacaFarm: 1.0, top_p 0.9)", gt=0)
     heldout_prompts: int = opt(64, "val-split prompts on which the reward models are checked against the gold (never step-4 prompts; 0: off)", ge=0)

@@ -53,7 +53,7 @@ class SPGConfig(StageConfig):
     judge_model: str = opt("", "model of the embedding or nli judge (default: the bundled MiniLM, or microsoft/deberta-large-mnli)")
     nli_rule: Literal["lenient", "strict"] = opt("lenient", "nli equivalence: lenient (no contradiction either way) | strict (entailment both ways)")
     threshold: float = opt(0.85, "cosine similarity at which the embedding judge calls two responses equivalent", ge=-1, le=1)
-    gamma: float = opt(0.5, "keep an instruction when its largest cluster holds at least this share of the samples", ge=0, le=1)
+    gamma: float = opt(0.5, "SPG's confidence threshold (the paper's gamma; not PPO's discount): keep an instruction when its largest cluster holds at least this share of the samples", ge=0, le=1)
     variant: Literal["spg", "select-all", "reward", "rlaif"] = opt("spg", "spg | ablations: select-all (gamma 0), reward, rlaif")
     policy: str = opt("", "policy that judges pairs for the rlaif variant")
     seed: int = opt(42, "random seed (choice of the rejected response)")

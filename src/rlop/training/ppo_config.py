@@ -45,7 +45,7 @@ class PPOConfig(StageConfig):
     target_kl: float = opt(6.0, "KL target of the adaptive controller", gt=0)
     k_beta: float = opt(0.1, "step size of the adaptive KL controller", gt=0)
     kl_estimator: Literal["clamped", "k1", "k3"] = opt("clamped", "per-token KL estimate: clamped at 0 (AlpacaFarm) | k1 | k3")
-    gamma: float = opt(1.0, "discount of GAE", ge=0, le=1)
+    gamma: float = opt(1.0, "PPO's discount factor in GAE (not SPG's gamma; under rlop run set it in the ppo: section)", ge=0, le=1)
     lam: float = opt(1.0, "lambda of GAE", ge=0, le=1)
     whiten_rewards: bool = opt(True, "whiten the shaped rewards without mean shift (AlpacaFarm)")
     whiten_scope: Literal["global", "process"] = opt("global", "moments for whitening rewards and advantages: of the global rollout batch "
