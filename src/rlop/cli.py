@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rlop.config import ConfigError, add_config_args, build_config, overrides_from_args
+from rlop.config import ConfigError, add_config_args, build_config, overrides_from_args, preset_help
 from rlop.errors import UserError
 
 
@@ -79,11 +79,11 @@ def _setup(name: str, p: argparse.ArgumentParser) -> None:
     if name == "run":
         from rlop.pipeline.stages import ORDER
 
-        p.add_argument("--preset", choices=sorted(cls.PRESETS), help="stage presets (default: cpu, SmolLM2-135M-Instruct on the sandbox)")
+        p.add_argument("--preset", choices=sorted(cls.PRESETS), help=preset_help(cls.PRESETS, "cpu").replace("%", "%%"))
         p.add_argument("--force", choices=ORDER, help="redo this stage and every stage that reads its output (the others stay cached)")
         skip = ("preset",)
     elif cls.PRESETS:
-        p.add_argument("--preset", choices=sorted(cls.PRESETS), help="named settings (tiny: seconds, for tests; cpu: SmolLM2-135M on 2 cores)")
+        p.add_argument("--preset", choices=sorted(cls.PRESETS), help=preset_help(cls.PRESETS, None).replace("%", "%%"))
     p.add_argument("--config", help="YAML file with options (top level or under a section named after the command)")
     if c.out != "none":
         default = "runs/default" if name == "run" else None
@@ -137,9 +137,22 @@ def _do_reward(cfg, args) -> str:
     return json.dumps((run_uml_reward if cfg.uml.rep_loss != "none" else run_reward)(cfg, args.out), indent=2)
 
 
-def _do_ppo(cfg, args) -> str:
-    from rlop.training.ppo import run_ppo
+CPU_WARN_SECONDS = 3600  # a stage command estimated past this on a CPU warns before it loads a model
 
+
+def _do_ppo(cfg, args) -> str:
+    import torch
+
+    from rlop.pipeline.progress import fmt_seconds, ppo_seconds
+    from rlop.training.ppo import PPOConfig, run_ppo
+
+    est = ppo_seconds(cfg.steps, cfg.rollout_batch_size, cfg.response_len)
+    if est > CPU_WARN_SECONDS and not torch.cuda.is_available() and _is_main():
+        c = PPOConfig.PRESETS["cpu"]
+        print(f"rlop: warning: no GPU; this PPO run ({cfg.steps} steps x {cfg.rollout_batch_size} rollouts x {cfg.response_len} tokens"
+              f"{'' if args.preset else ', the paper-scale defaults: no --preset given'}) is about {fmt_seconds(est)} on 2 CPU cores "
+              f"with SmolLM2-135M; --preset cpu is about {fmt_seconds(ppo_seconds(c['steps'], c['rollout_batch_size'], c['response_len']))}",
+              file=sys.stderr, flush=True)
     last = run_ppo(cfg, args.out, resume=args.resume)
     return json.dumps(last, indent=2) + f"\npolicy saved to {Path(args.out) / 'policy'}"
 

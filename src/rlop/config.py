@@ -37,6 +37,23 @@ T = TypeVar("T")
 # ``study`` entry of its own, as PPO does; ``overopt`` likewise).
 PRESET_BASE = {"study": "cpu", "overopt": "cpu"}
 
+# what each preset is for (--help of every command that takes --preset)
+PRESET_HELP = {
+    "tiny": "a random two-layer model and a few steps: seconds, checks the plumbing, its numbers mean nothing",
+    "cpu": "SmolLM2-135M-Instruct with shapes sized for 2 CPU cores (minutes per stage)",
+    "study": "the cpu shapes with 32-token responses and 10 PPO steps, for the multi-seed study",
+    "overopt": "the cpu shapes with AlpacaFarm's KL coefficient, 64 PPO steps and a policy kept every 8 (the over-optimisation gates)",
+    "gpu": "AlpacaFarm's stage shapes for one GPU (untested on a GPU)",
+}
+
+
+def preset_help(names, default: str | None) -> str:
+    """``--preset``'s help: each preset a class offers, what it is for, and what happens without one."""
+    parts = [f"{n}: {PRESET_HELP.get(n, n)}" for n in sorted(names)]
+    tail = (f"default: {default}" if default else
+            "default: none, the field defaults below, which are the paper's and AlpacaFarm's full scale (hours to days on a CPU)")
+    return "named settings. " + "; ".join(parts) + f" ({tail})"
+
 # YAML section -> the config class it configures (module:Class, imported on demand)
 SECTIONS = {
     "sft": "rlop.training.sft:SFTConfig",
@@ -330,7 +347,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
             continue
         doc = (f.metadata or {}).get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        text = f"{doc} (default: {default!r})".replace("%", "%%")
+        text = f"{doc} ({'; '.join(_help_facts(cls, f, default))})".replace("%", "%%")
         kw: dict[str, Any] = {"dest": f"cfg__{f.name}", "default": None, "help": text}
         choices = choices_of(cls, f)
         if _field_type(cls, f) is bool:
@@ -340,6 +357,20 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
         else:
             kw.update(metavar=f.name.upper())
         group.add_argument(flag(f.name), **kw)
+
+
+def _help_facts(cls, f: dataclasses.Field, default: Any) -> list[str]:
+    """What ``--help`` says after a field's text: its default, each preset's value where it differs, its range."""
+    facts = [f"default: {default!r}"]
+    presets = [f"{name} {values[f.name]!r}" for name, values in sorted(getattr(cls, "PRESETS", {}).items())
+               if f.name in values and values[f.name] != default]
+    if presets:
+        facts.append("presets: " + ", ".join(presets))
+    meta = f.metadata or {}
+    bounds = [f"{op} {meta[k]:g}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<=")) if meta.get(k) is not None]
+    if bounds:
+        facts.append("range: " + ", ".join(bounds))
+    return facts
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -28,6 +28,11 @@ SECONDS_PER_UNIT = {
 }
 
 
+def ppo_seconds(steps: int, rollouts: int, response_len: int) -> float:
+    """Estimated seconds of a PPO run on 2 CPU cores with SmolLM2-135M (SECONDS_PER_UNIT's rate)."""
+    return SECONDS_PER_UNIT["ppo"] * steps * rollouts * response_len
+
+
 def fmt_seconds(s: float) -> str:
     s = int(round(s))
     h, rem = divmod(s, 3600)

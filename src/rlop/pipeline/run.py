@@ -35,7 +35,7 @@ from rlop.evaluation.winrate import EvalConfig, gold_success_rate, win_rate
 from rlop.models.generation import SamplingConfig
 from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
-from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds
+from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds, ppo_seconds
 from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
 from rlop.pipeline.checks import Checks
 from rlop.pipeline.manifest import manifest, mismatches, stage_key as _key
@@ -284,7 +284,7 @@ class Pipeline(Checks):
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
         """Stages this run will go through, in order, with their estimated seconds."""
         c, u = self.cfg, SECONDS_PER_UNIT
-        ppo = u["ppo"] * ppo_cfg.steps * ppo_cfg.rollout_batch_size * c.max_new_tokens
+        ppo = ppo_seconds(ppo_cfg.steps, ppo_cfg.rollout_batch_size, c.max_new_tokens)
         rm = u["rm"] * c.preference_prompts * rm_cfg.epochs
         samples = c.unlabeled_prompts * c.samples_per_prompt
         est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs}
