@@ -71,3 +71,34 @@ def check_sources(run_cfg) -> None:
         value = getattr(run_cfg, name)
         if value and not value.startswith(("sandbox:", "hf:")) and not Path(value).exists():
             raise DataError(value, None, None, f"not found (--{name.replace('_', '-')})")
+
+
+def count_records(source: str) -> int | None:
+    """How many records a local JSONL/JSON file holds (None for ``sandbox:`` and ``hf:`` sources)."""
+    if source.startswith(("sandbox:", "hf:")):
+        return None
+    from rlop.data.io import _records
+
+    return sum(1 for _ in _records(source))
+
+
+def cut_lines(run_cfg, methods, ppo_max_prompts: int) -> list[str]:
+    """One line for each user file the run uses only a part of (a record cap), with the cap option to raise.
+
+    Caps are (file option, cap option, what reads that many records)."""
+    c = run_cfg
+    caps = [("sft_file", "sandbox_sft", c.sandbox_sft, "SFT trains on"),
+            ("eval_file", "eval_prompts", c.eval_prompts, "the evaluation uses")]
+    if set(methods) != {"sft"}:
+        if not c.preferences_file:
+            caps.append(("preference_prompts_file", "preference_prompts", c.preference_prompts, "step 1 labels"))
+        if ppo_max_prompts:
+            caps.append(("unlabeled_file", "ppo: max_prompts", ppo_max_prompts, "PPO draws its prompts from"))
+        if set(methods) - {"sft", "bon", "ppo"}:
+            caps.append(("unlabeled_file", "unlabeled_prompts", c.unlabeled_prompts, "step 4 samples"))
+    lines = []
+    for option, cap_option, cap, what in caps:
+        n = count_records(getattr(c, option))
+        if n is not None and n > cap:
+            lines.append(f"{option} {getattr(c, option)}: {what} the first {cap} of its {n} records (raise {cap_option} to use more)")
+    return lines

@@ -36,7 +36,7 @@ from rlop.models.generation import SamplingConfig
 from rlop.models.precision import resolve as resolve_precision
 from rlop.models.sampling import SampleConfig, run_sample, sample_responses
 from rlop.pipeline.progress import SECONDS_PER_UNIT, RunProgress, fmt_seconds, ppo_seconds
-from rlop.pipeline.recipe import eval_annotator, has_tasks, require_tasks, source_digest
+from rlop.pipeline.recipe import cut_lines, eval_annotator, has_tasks, require_tasks, source_digest
 from rlop.pipeline.checks import Checks
 from rlop.pipeline.manifest import manifest, mismatches, stage_key as _key
 from rlop.pipeline.resolve import StageResolver
@@ -171,8 +171,12 @@ class Pipeline(Checks):
         if self.main:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
         sft_cfg = self.stage_cfg(SFTConfig, "sft", "sft", recipe={"train_file": ("sft_file", c.sft_file), "max_examples": ("sandbox_sft", c.sandbox_sft)})
-        self.progress.estimates = self.plan(sft_cfg, self.stage_cfg(RewardConfig, "reward", "rm"), self._ppo_cfg("ppo", Path(), Path()))
+        ppo_cfg = self._ppo_cfg("ppo", Path(), Path())
+        self.progress.estimates = self.plan(sft_cfg, self.stage_cfg(RewardConfig, "reward", "rm"), ppo_cfg)
         self.progress.later = self.later_seeds * sum(e for s, e in self.progress.estimates.items() if s not in self.shared)
+        if self.main:
+            for line in cut_lines(c, self.methods, ppo_cfg.max_prompts):
+                self.log(f"rlop run: {line}", flush=True)
         eval_ex = load_instructions(c.eval_file, require_output=True, limit=c.eval_prompts)
         if c.eval_annotator == "gold":
             require_tasks(eval_ex, c.eval_file, "the gold eval annotator")
