@@ -33,3 +33,18 @@ def test_a_reset_the_system_ignores_is_reported_as_not_done(monkeypatch):
     monkeypatch.setattr(utils, "_proc_status_kb", lambda: {"VmHWM": 900_100, "VmRSS": 900_000})
     if os.access("/proc/self/clear_refs", os.W_OK):
         assert utils.reset_peak_rss() is True
+
+
+def test_cuda_peak_is_reported_per_stage_where_cuda_is_in_use(monkeypatch):
+    import torch
+
+    import rlop.utils as utils
+
+    assert utils.peak_cuda_mb() is None or torch.cuda.is_initialized()  # no CUDA here: nothing to report
+    resets = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: resets.append(1))
+    utils.reset_peak_cuda()
+    assert resets == [1] and utils.peak_cuda_mb() == 3072

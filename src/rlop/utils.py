@@ -133,6 +133,25 @@ def _proc_status_kb() -> dict[str, int]:
     return out
 
 
+def _cuda_in_use():
+    """torch, where this process has initialised CUDA (else None: no CUDA memory to report)."""
+    import torch
+
+    return torch if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+
+
+def reset_peak_cuda() -> None:
+    """Start a new CUDA peak-memory window (a no-op where CUDA is not in use)."""
+    if (torch := _cuda_in_use()) is not None:
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_cuda_mb() -> float | None:
+    """Peak CUDA memory allocated by this process's tensors since :func:`reset_peak_cuda`, in MB (None without CUDA)."""
+    torch = _cuda_in_use()
+    return None if torch is None else torch.cuda.max_memory_allocated() / 2**20
+
+
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process in MB since the last :func:`reset_peak_rss` (Linux),
     or since it started (elsewhere)."""

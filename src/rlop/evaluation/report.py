@@ -163,14 +163,16 @@ def write_report(run: str | Path) -> Path:
         parts += v.report_lines(diag)
     stages = json.loads((run / "stages.json").read_text()) if (run / "stages.json").exists() else {}
     if stages:
+        cuda = any(st.get("peak_cuda_mb") is not None for st in stages.values())
         parts += ["", "## Stages (time and the process's peak resident memory while each was computed)", "",
-                  "| stage | minutes | peak RSS (MB) |", "|---|---|---|"]
+                  "| stage | minutes | peak RSS (MB) |" + (" peak CUDA (MB) |" if cuda else ""), "|---|---|---|" + ("---|" if cuda else "")]
         for name, st in stages.items():
             rss = "n/a" if st.get("peak_rss_mb") is None else f"{st['peak_rss_mb']:.0f}"
             if st.get("peak_rss_window") == "process" and rss != "n/a":
                 rss = f"≤ {rss} (the system kept the process's peak)"
             minutes = "n/a" if st.get("seconds") is None else f"{st['seconds'] / 60:.1f}"
-            parts.append(f"| {name}{' (shared)' if st.get('shared') else ''} | {minutes} | {rss} |")
+            gpu = "" if not cuda else (" n/a |" if st.get("peak_cuda_mb") is None else f" {st['peak_cuda_mb']:.0f} |")
+            parts.append(f"| {name}{' (shared)' if st.get('shared') else ''} | {minutes} | {rss} |{gpu}")
     parts += [""] + [f"![{p}]({p})" for p in plots] + [""]
     path = run / "report.md"
     path.write_text("\n".join(parts))

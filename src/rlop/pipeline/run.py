@@ -50,15 +50,17 @@ from rlop.training.best_of_n import BestOfNConfig, best_of_n
 from rlop.training.ppo import PPOConfig, run_ppo
 from rlop.training.reward_trainer import RewardConfig, run_reward
 from rlop.training.sft import SFTConfig, run_sft
-from rlop.utils import atomic_write_text, peak_rss_mb, read_jsonl_plain, reset_peak_rss, write_jsonl
+from rlop.utils import atomic_write_text, peak_cuda_mb, peak_rss_mb, read_jsonl_plain, reset_peak_cuda, reset_peak_rss, write_jsonl
 
 def _stage_record(key: str, started: float, config: Any, precision: str, folder: Path, peak_window: str) -> str:
     """``stage.json``: the cache key, the wall time, the process's peak resident memory during the
     stage (MB; models an earlier stage still holds count too), the precision it computed in (its
     config's, else the run's), the stage's config and its files' sizes and digests (:mod:`rlop.pipeline.manifest`).
     ``peak_rss_window``: "stage" where the peak was reset when the stage began, "process" where the
-    system kept it (the peak since the process started, an upper bound)."""
+    system kept it (the peak since the process started, an upper bound). ``peak_cuda_mb``: the peak
+    CUDA memory its tensors took (``torch.cuda.max_memory_allocated``, reset per stage; None without CUDA)."""
     rec = {"key": key, "seconds": time.time() - started, "peak_rss_mb": peak_rss_mb(), "peak_rss_window": peak_window,
+           "peak_cuda_mb": peak_cuda_mb(),
            "precision": resolve_precision(getattr(config, "precision", precision)), "files": manifest(folder)}
     if config is not None:
         rec["config"] = dataclasses.asdict(config)
@@ -119,6 +121,7 @@ class Pipeline(Checks):
             return d
         t = self.progress.start(name)
         peak_window = "stage" if reset_peak_rss() else "process"
+        reset_peak_cuda()
         main = self.main
         if atomic:  # every process runs the stage; only the main one's folder is published (see outputs.staged)
             with outputs.staged(d, name, main=main) as tmp:
@@ -148,7 +151,7 @@ class Pipeline(Checks):
             if f.exists():
                 r = json.loads(f.read_text())
                 recs[name] = {"seconds": r.get("seconds"), "peak_rss_mb": r.get("peak_rss_mb"), "shared": name in self.shared,
-                              "peak_rss_window": r.get("peak_rss_window", "stage")}
+                              "peak_rss_window": r.get("peak_rss_window", "stage"), "peak_cuda_mb": r.get("peak_cuda_mb")}
         return recs
 
     def force(self, stage: str, shared: bool = True) -> None:
