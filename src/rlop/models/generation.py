@@ -68,12 +68,22 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator]) -> torch.Tensor:
+def draw_uniforms(generators: Sequence[torch.Generator], steps: int, device) -> torch.Tensor:
+    """``[rows, steps]``: row i's first ``steps`` draws of its generator, moved to ``device`` once. A row
+    draws once per decoding step while it decodes, so column t is what it would draw at step t."""
+    return torch.stack([torch.stack([torch.rand((), generator=g) for _ in range(steps)]) for g in generators]).to(device)
+
+
+def sample_rows(logits: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator] = (),
+                u: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row by inverse-CDF sampling: row i uses uniform ``u[i]`` (given, already on the
+    device), else the next draw of ``generators[i]``."""
     if not cfg.do_sample or cfg.temperature == 0:
         return logits.argmax(-1)
     logits = filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p)
     probs = torch.softmax(logits, dim=-1)
-    u = torch.stack([torch.rand((), generator=g) for g in generators]).to(probs.device)
+    if u is None:
+        u = torch.stack([torch.rand((), generator=g) for g in generators]).to(probs.device)
     cdf = probs.cumsum(-1)
     idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
     return idx.clamp(max=probs.shape[-1] - 1)
@@ -160,7 +170,8 @@ class HFBackend:
     the count is kept in ``truncated`` and reported."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, all_done: Callable[[torch.Tensor], bool] | None = None,
-                 prune_finished: bool = True, share_prompts: bool = True, sort_prompts: bool = True, precision: str = "auto"):
+                 prune_finished: bool = True, share_prompts: bool = True, sort_prompts: bool = True, precision: str = "auto",
+                 check_every: int | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.precision = precision  # rlop.models.precision: auto | fp32 | bf16
         self.truncated = 0
@@ -173,6 +184,11 @@ class HFBackend:
         self.share_prompts = share_prompts
         # rows sorted by prompt length before batching, returned in the caller's order (same samples up to that rounding)
         self.sort_prompts = sort_prompts
+        # decoding steps between the checks that need the host (all rows done? prune finished rows?): between them
+        # the loop queues device work only. None: every token on a CPU (a check costs nothing there, and an
+        # early stop saves passes), every 8 tokens on an accelerator. The samples do not depend on it (pruning
+        # aside, whose batch shapes change the rounding only, see the module docstring)
+        self.check_every = check_every
 
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Nothing to copy: this backend samples with the training model itself."""
@@ -216,9 +232,12 @@ class HFBackend:
         ents = torch.zeros(resp.shape, device=device) if cfg.logprobs else None
         rows = torch.arange(len(prompts), device=device)  # the output row each row of the (pruned) batch fills
         done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-        steps, row_gens = 0, gens
+        sampled = cfg.do_sample and cfg.temperature != 0
+        uniforms = draw_uniforms(gens, cfg.max_new_tokens, device) if sampled else None
+        last = cfg.max_new_tokens - 1
+        every = self.check_every or (1 if device.type == "cpu" else 8)
         for t in range(cfg.max_new_tokens):
-            nxt = sample_rows(logits, cfg, row_gens).to(device)
+            nxt = sample_rows(logits, cfg, u=None if uniforms is None else uniforms[rows, t])
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             resp[rows, t], rmask[rows, t] = nxt, (~done).long()
             if lps is not None:
@@ -226,20 +245,23 @@ class HFBackend:
                 live = (~done).float()
                 lps[rows, t] = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * live
                 ents[rows, t] = -(logp.exp() * logp).sum(-1) * live
-            steps = t + 1
             done = done | torch.isin(nxt, stop)
-            if self.all_done(done):
+            if t == last:  # nothing reads the logits of a further pass
+                break
+            check = (t + 1) % every == 0
+            if check and self.all_done(done):
                 break
             full_mask = torch.cat([full_mask, torch.ones_like(nxt).unsqueeze(1)], dim=1)
             pos = pos + 1
-            keep = self._rows_to_keep(done, past)
+            keep = self._rows_to_keep(done, past) if check else None
             if keep is not None:
                 past.batch_select_indices(keep)
                 rows, done, nxt, full_mask, pos = rows[keep], done[keep], nxt[keep], full_mask[keep], pos[keep]
-                row_gens = [gens[i] for i in rows.tolist()]
             out = model(input_ids=nxt.unsqueeze(1), attention_mask=full_mask, position_ids=pos, use_cache=True, **{cache_kwarg(model): past})
             past, logits = cache_of(out), out.logits[:, -1]
         model.train(was_training)
+        live = rmask.any(0).nonzero()  # the steps some row decoded (a row's EOS included); later checks leave padding only
+        steps = int(live[-1]) + 1 if len(live) else 0
         resp, rmask = resp[:, :steps], rmask[:, :steps]
         texts = [tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(resp, rmask)]
         if lps is not None:
