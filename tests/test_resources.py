@@ -8,14 +8,23 @@ import pytest
 from rlop.utils import peak_rss_mb, reset_peak_rss
 
 
+def _rss_mb():
+    from rlop.utils import _proc_status_kb
+
+    return _proc_status_kb().get("VmRSS", 0) / 1024
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the per-window peak needs Linux's clear_refs")
 def test_peak_rss_sees_an_allocation_and_resets_after_it():
     if not reset_peak_rss():
         pytest.skip("clear_refs not writable here")
-    before = peak_rss_mb()
+    before, rss_before = peak_rss_mb(), _rss_mb()
     block = bytearray(200 * 1024 * 1024)
     block[:: 4096] = b"\1" * len(block[:: 4096])  # touch every page so it is resident
     during = peak_rss_mb()
+    if _rss_mb() - rss_before < 190:
+        del block
+        pytest.skip("this system does not count touched pages as resident (CI's sandbox): no peak to see")
     del block
     assert during - before >= 190, (before, during)
     assert peak_rss_mb() == pytest.approx(during, abs=5)  # a peak stays until the window resets

@@ -155,9 +155,10 @@ def peak_cuda_mb() -> float | None:
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process in MB since the last :func:`reset_peak_rss` (Linux),
     or since it started (elsewhere)."""
-    hwm = _proc_status_kb().get("VmHWM")
-    if hwm is not None:
-        return hwm / 1024
+    status = _proc_status_kb()
+    hwm = status.get("VmHWM")
+    if hwm is not None:  # some sandboxes update VmHWM lazily: never report a peak below what is held now
+        return max(hwm, status.get("VmRSS", 0)) / 1024
     try:
         import resource
         import sys
