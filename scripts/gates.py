@@ -55,12 +55,12 @@ def _forest(rows: dict, path: Path, n_seeds: int) -> None:
     import matplotlib.pyplot as plt
 
     items = [(n, st["vs_null"]) for n, st in rows.items() if st.get("vs_null") and st["vs_null"]["diff"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * max(1, len(items))))
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.5 * max(1, len(items))))
     for i, (name, st) in enumerate(items):
         ax.errorbar([st["diff"] * 100], [i], xerr=[[(st["diff"] - st["ci_low"]) * 100], [(st["ci_high"] - st["diff"]) * 100]], fmt="o", capsize=4)
     ax.set_yticks(range(len(items)), [f"{n} - {st['null'] if isinstance(st['null'], str) else '/'.join(st['null'])}" for n, st in items])
     ax.axvline(0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("accuracy difference on gold-labelled pairs of the PPO policy's held-out samples (points)")
+    ax.set_xlabel("accuracy difference (points), gold-labelled pairs\nof the PPO policy's held-out samples")
     ax.set_title(f"Retrained RM minus its null arm ({n_seeds} replicate{'s' if n_seeds != 1 else ''}, 95% bootstrap CI)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
