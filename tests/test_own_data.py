@@ -47,7 +47,6 @@ def test_every_sample_record_of_every_format_is_read():
     assert len(load_instructions(data / "eval.jsonl", require_output=True)) == 12
 
 
-@pytest.mark.slow
 def test_the_own_data_recipe_runs_on_the_tiny_preset_with_a_local_model(tmp_path, monkeypatch, capsys):
     from transformers import LlamaForCausalLM
 
