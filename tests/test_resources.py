@@ -5,12 +5,10 @@ import sys
 
 import pytest
 
-from rlop.utils import peak_rss_mb, reset_peak_rss
+from rlop.utils import _proc_status_kb, peak_rss_mb, reset_peak_rss
 
 
 def _rss_mb():
-    from rlop.utils import _proc_status_kb
-
     return _proc_status_kb().get("VmRSS", 0) / 1024
 
 
