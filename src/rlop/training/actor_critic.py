@@ -27,10 +27,12 @@ class Rollout:
     response_ids: torch.Tensor  # [B, R] sampled tokens, right-padded after EOS
     response_mask: torch.Tensor  # 1 on sampled tokens up to and including EOS
     logprobs: torch.Tensor  # [B, R] log-probs of the sampled tokens under the rollout policy
-    values: torch.Tensor  # [B, R] value estimates at rollout time
-    advantages: torch.Tensor  # [B, R] whitened GAE advantages
-    returns: torch.Tensor  # [B, R] value targets
+    values: torch.Tensor  # [B, R] value estimates at rollout time (zeros without a value model)
+    advantages: torch.Tensor  # [B, R] the advantage estimator's (whitened GAE advantages for PPO)
+    returns: torch.Tensor  # [B, R] value targets (zeros without a value model)
     mask: torch.Tensor  # response_mask as float
+    ref_logprobs: torch.Tensor  # [B, R] log-probs under the frozen reference (the loss-side KL needs them)
+    weights: torch.Tensor  # [B, R] each token's weight in the loss's weighted mean (the mask, or for GRPO mask / length)
 
     def __len__(self) -> int:
         return self.query_ids.shape[0]
@@ -75,24 +77,27 @@ def token_values(value_model, query_ids, query_mask, response_ids, response_mask
 
 
 class ActorCritic(torch.nn.Module):
-    """Policy and value model as one module, so that accelerate prepares (wraps, shards) them once.
+    """Policy and value model as one module, so that accelerate prepares (wraps, shards) them once;
+    a critic-free estimator passes ``value=None`` and the module holds the policy alone.
 
     AlpacaFarm's ``ActorCritic`` idea: DDP, DeepSpeed and FSDP2 each accept one model per
     ``prepare``, and calling the prepared module's ``forward`` is what lets DDP sync the
     gradients of both halves. Generation and the frozen reference use the unwrapped halves."""
 
-    def __init__(self, policy: torch.nn.Module, value: torch.nn.Module):
+    def __init__(self, policy: torch.nn.Module, value: torch.nn.Module | None):
         super().__init__()
         self.policy, self.value = policy, value
 
     def forward(self, query_ids, query_mask, response_ids, response_mask, temperature: float, with_entropy: bool = False,
                 with_policy: bool = True):
-        """(log-probs, entropies or None, values) of the response tokens, each [B, R]; without
-        ``with_policy`` only the values (the log-probs come from the sampler)."""
-        lp = ent = None
+        """(log-probs, entropies or None, values or None) of the response tokens, each [B, R]; without
+        ``with_policy`` no log-probs (they come from the sampler), without a value model no values."""
+        lp = ent = values = None
         if with_policy:
             lp, ent = response_logprobs(self.policy, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy)
-        return lp, ent, token_values(self.value, query_ids, query_mask, response_ids, response_mask)
+        if self.value is not None:
+            values = token_values(self.value, query_ids, query_mask, response_ids, response_mask)
+        return lp, ent, values
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

@@ -1,7 +1,8 @@
 """Pure loss functions of rlop, each unit-tested against hand-computed values.
 
 Reward learning: Bradley-Terry. PPO: masked statistics, whitening, per-token KL,
-GAE, clipped policy and value losses. RLP-UML: Jensen-Shannon MI bound, symmetrized
+GAE, clipped policy and value losses; the critic-free advantage estimators (RLOO, GRPO,
+Dr. GRPO, REINFORCE++). RLP-UML: Jensen-Shannon MI bound, symmetrized
 KL of diagonal Gaussians (closed form and Monte-Carlo), InfoNCE.
 All tensors are batch-first; ``mask`` is 1 on real response tokens and 0 on padding.
 """
@@ -144,6 +145,73 @@ def ppo_advantages(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Ten
         rewards = whiten(rewards, mask, shift_mean=False, sum_fn=sum_fn)
     adv, returns = gae(rewards, values, mask, gamma, lam)
     return {"kl": kl, "rewards": rewards, "advantages": whiten(adv, mask, shift_mean=True, sum_fn=sum_fn), "returns": returns}
+
+
+# --------------------------------------------------------------------------- advantage estimators
+
+# name -> whether the estimator needs a value model; the ones marked False load, train and checkpoint none
+ESTIMATORS = {"gae": True, "rloo": False, "grpo": False, "dr_grpo": False, "reinforce_pp": False}
+GROUP_ESTIMATORS = ("rloo", "grpo", "dr_grpo")  # baselines over the k samples of one prompt (rows side by side)
+GRPO_STD_EPS = 1e-4  # TRL's GRPOTrainer: (r - mean) / (std + 1e-4), std unbiased over the group
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """REINFORCE leave-one-out (Ahmadian et al. 2024): each sample's reward minus the mean reward
+    of the other k - 1 samples of its prompt. ``rewards`` [B] holds groups of k consecutive rows."""
+    g = rewards.view(-1, k)
+    return (g - (g.sum(1, keepdim=True) - g) / (k - 1)).reshape(-1)
+
+
+def group_normalised_advantages(rewards: torch.Tensor, k: int, scale: bool = True) -> torch.Tensor:
+    """GRPO (Shao et al. 2024): reward minus its group's mean, divided by the group's (unbiased)
+    std plus ``GRPO_STD_EPS``; without ``scale`` (Dr. GRPO, Liu et al. 2025) the mean is only removed."""
+    g = rewards.view(-1, k)
+    a = g - g.mean(1, keepdim=True)
+    if scale:
+        a = a / (g.std(1, keepdim=True) + GRPO_STD_EPS)
+    return a.reshape(-1)
+
+
+def estimate_advantages(estimator: str, scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, values: torch.Tensor | None,
+                        mask: torch.Tensor, kl_coef: float, k: int = 1, kl_estimator: str = "clamped", kl_penalty: str = "reward",
+                        whiten_rewards: bool = True, gamma: float = 1.0, lam: float = 1.0,
+                        sum_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The registry of advantage estimators: a scored rollout batch to per-token training targets.
+
+    ``gae``: :func:`ppo_advantages` (PPO with a value model; the KL always measured, penalised in the
+    reward only with ``kl_penalty="reward"``). Critic-free (``values`` unused):
+    ``rloo``, ``grpo`` and ``dr_grpo`` give every token of a response its sequence's advantage from
+    the sequence reward score - kl_coef * sum_t KL_t (TRL's RLOO) or, with ``kl_penalty="loss"``,
+    the score alone (the KL then enters the loss, GRPO's way); ``reinforce_pp`` (REINFORCE++, Hu 2025)
+    takes the per-token shaped rewards' returns-to-go and whitens them over the global batch.
+    Returns kl, advantages, returns (zeros without a value model) and ``weights``: each token's
+    weight in the loss's weighted mean, the mask, or for ``grpo`` the mask over the response
+    length (every response counts equally: GRPO's per-sequence mean, which Dr. GRPO drops)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {estimator!r}")
+    coef = kl_coef if kl_penalty == "reward" else 0.0
+    if estimator == "gae":
+        out = ppo_advantages(scores, logp, ref_logp, values, mask, coef, kl_estimator, whiten_rewards, gamma, lam, sum_fn)
+        return {**out, "weights": mask}
+    kl = per_token_kl(logp, ref_logp, kl_estimator) * mask
+    weights = mask
+    if estimator == "reinforce_pp":
+        rewards = shaped_rewards(scores, kl, mask, coef)
+        returns, _ = gae(rewards, torch.zeros_like(rewards), mask, gamma, 1.0)  # zero values: returns-to-go
+        adv = whiten(returns, mask, shift_mean=True, sum_fn=sum_fn)
+    else:
+        seq = scores.to(mask.dtype) - coef * kl.sum(1)
+        a = rloo_advantages(seq, k) if estimator == "rloo" else group_normalised_advantages(seq, k, scale=estimator == "grpo")
+        adv = a[:, None] * mask
+        if estimator == "grpo":
+            weights = mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+    return {"kl": kl, "advantages": adv, "returns": torch.zeros_like(adv), "weights": weights}
+
+
+def kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The k3 estimate of KL(policy || reference) at the current policy, a weighted mean over
+    ``weights``: the KL as a loss term (GRPO's ``kl_penalty="loss"``) instead of a reward penalty."""
+    return masked_mean(per_token_kl(logp, ref_logp, "k3"), weights)
 
 
 def ppo_loss(logp: torch.Tensor, values: torch.Tensor, old_logp: torch.Tensor, old_values: torch.Tensor, advantages: torch.Tensor,

@@ -10,6 +10,11 @@
 * log-probabilities on temperature-scaled logits; linear LR schedule with warmup stepped
   once per PPO step; AdamW (eps 1e-5); gradient clipping.
 
+``--advantage-estimator`` swaps GAE for a critic-free estimator (RLOO, GRPO, Dr. GRPO,
+REINFORCE++; :func:`rlop.training.losses.estimate_advantages`) over ``samples_per_prompt``
+samples of each prompt: no value model is then loaded, trained or checkpointed, and the
+clipped policy loss is kept.
+
 Checkpoints every ``save_steps`` hold everything needed to continue (weights, optimizer,
 scheduler, KL coefficient); all randomness is derived from (seed, step), so a resumed run
 on CPU ends with the same metrics as an uninterrupted one. A non-finite loss stops the run
@@ -40,7 +45,7 @@ from rlop.training import losses as L
 from rlop.training import tracking
 from rlop.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
                                       prepare_frozen)
-from rlop.training.ppo_checkpoint import Checkpoints, Counters
+from rlop.training.ppo_checkpoint import Checkpoints, Counters, snapshot_dir, snapshots  # noqa: F401 (snapshots: rlop overopt)
 from rlop.training.ppo_config import PPOConfig
 from rlop.distributed import no_sync
 from rlop.training.actor_critic import ActorCritic, KLController, Rollout, disable_dropout, response_logprobs
@@ -69,6 +74,10 @@ class PPOTrainer(Checkpoints):
         for name in ("rollout_batch_size", "step_batch_size"):
             if getattr(cfg, name) % acc.num_processes:
                 raise ConfigError(f"--{name.replace('_', '-')} ({getattr(cfg, name)}) must be a multiple of the number of processes ({acc.num_processes})")
+        if cfg.rollout_batch_size % (cfg.samples_per_prompt * acc.num_processes):  # a prompt's k samples stay on one process
+            raise ConfigError(f"--rollout-batch-size ({cfg.rollout_batch_size}) must be a multiple of --samples-per-prompt times the number of "
+                              f"processes ({cfg.samples_per_prompt} x {acc.num_processes})")
+        self.critic = L.ESTIMATORS[cfg.advantage_estimator]  # False: critic-free, no value model is loaded, trained or saved
         self.tokenizer = load_tokenizer(cfg.policy, cfg.trust_remote_code)
         self.prompts = self._filter_prompts(list(prompts) if prompts is not None else load_instructions(cfg.prompts_file, limit=cfg.max_prompts or None))
         if not self.prompts:
@@ -86,20 +95,18 @@ class PPOTrainer(Checkpoints):
             self.ref = None
         else:
             self.ref = prepare_frozen(acc, load_causal_lm(cfg.policy, dtype=frozen, **kw))
-        vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
-        keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
-        value = load_reward_model(vinit, zero_head=not keep_head, **kw)
-        if cfg.value_lora_r > 0:
+        value = self._value_model(kw) if self.critic else None
+        if value is not None and cfg.value_lora_r > 0:
             from peft import LoraConfig, get_peft_model
 
             value = get_peft_model(value, LoraConfig(r=cfg.value_lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                      target_modules="all-linear", task_type="SEQ_CLS"))  # SEQ_CLS trains the head in full
-        for model in (policy, value):
+        for model in (m for m in (policy, value) if m is not None):
             if cfg.disable_dropout:
                 disable_dropout(model)
             if cfg.gradient_checkpointing:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        params = [p for m in (policy, value) for p in m.parameters() if p.requires_grad]
+        params = [p for m in (policy, value) if m is not None for p in m.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
         from transformers import get_scheduler
 
@@ -122,6 +129,12 @@ class PPOTrainer(Checkpoints):
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=acc.is_main_process)
         tracking.start(acc, cfg.report_to, "ppo", to_dict(cfg))
 
+    def _value_model(self, kw: dict):
+        cfg = self.cfg
+        vinit = cfg.value_model or (cfg.reward if cfg.reward and Path(cfg.reward).is_dir() else cfg.policy)
+        keep_head = cfg.value_head == "reward" and vinit == cfg.reward  # a policy init has no trained head to keep
+        return load_reward_model(vinit, zero_head=not keep_head, **kw)
+
     @property
     def _deepspeed(self) -> bool:
         return getattr(self.accelerator.state, "deepspeed_plugin", None) is not None
@@ -134,7 +147,8 @@ class PPOTrainer(Checkpoints):
         """Steps over which the learning rate decays linearly to 0."""
         if self.cfg.lr_horizon == "steps":
             return self.cfg.steps
-        return max(self.cfg.steps, math.ceil(self.cfg.total_epochs * len(self.prompts) / self.cfg.rollout_batch_size))
+        per_step = self.cfg.rollout_batch_size // self.cfg.samples_per_prompt  # prompts per step
+        return max(self.cfg.steps, math.ceil(self.cfg.total_epochs * len(self.prompts) / per_step))
 
     # ------------------------------------------------------------------ data
     def _filter_prompts(self, prompts: list[InstructionExample]) -> list[InstructionExample]:
@@ -148,7 +162,8 @@ class PPOTrainer(Checkpoints):
         return keep
 
     def _batch_indices(self, step: int) -> list[int]:
-        n, B = len(self.prompts), self.cfg.rollout_batch_size
+        """The step's prompts: rollout_batch_size / samples_per_prompt of them, epochs of seeded permutations."""
+        n, B = len(self.prompts), self.cfg.rollout_batch_size // self.cfg.samples_per_prompt
         start = step * B
         out = []
         while len(out) < B:
@@ -159,11 +174,15 @@ class PPOTrainer(Checkpoints):
         return out
 
     # ------------------------------------------------------------------ rollout
-    def _share(self, step: int) -> list[int]:
-        """This process's contiguous share of the step's rollout prompts (gathering keeps the global order)."""
-        idx, acc = self._batch_indices(step), self.accelerator
+    def _share(self, step: int) -> tuple[list[int], list[int]]:
+        """This process's contiguous share of the step's rollout prompts, each repeated samples_per_prompt
+        times side by side (gathering keeps the global order), and the sampling seed of each row."""
+        idx, acc, k = self._batch_indices(step), self.accelerator, self.cfg.samples_per_prompt
         per = len(idx) // acc.num_processes
-        return idx[acc.process_index * per : (acc.process_index + 1) * per]
+        mine = idx[acc.process_index * per : (acc.process_index + 1) * per]
+        if k == 1:
+            return mine, [derive_seed(self.cfg.seed, step, i) for i in mine]
+        return [i for i in mine for _ in range(k)], [derive_seed(self.cfg.seed, step, i, j) for i in mine for j in range(k)]
 
     def _gather(self, x: torch.Tensor, pad: float = 0, left: bool = False) -> torch.Tensor:
         """Rows of every process, in process order, padded to a common width."""
@@ -177,13 +196,13 @@ class PPOTrainer(Checkpoints):
     @torch.no_grad()
     def rollout(self, step: int) -> dict:
         acc, cfg, ac = self.accelerator, self.cfg, self.actor_critic
-        idx = self._share(step)
+        idx, seeds = self._share(step)
         examples = [self.prompts[i] for i in idx]
         texts = [format_prompt(self.tokenizer, e.instruction, e.input) for e in examples]
         plugin = getattr(acc.state, "fsdp_plugin", None)
         t0 = time.perf_counter()
         with gathered_for_sampling(acc, self.model, getattr(plugin, "reshard_after_forward", True) is not False):
-            gen: Generation = self.backend.generate(texts, self.sampling, [derive_seed(cfg.seed, step, i) for i in idx])
+            gen: Generation = self.backend.generate(texts, self.sampling, seeds)
         dev = acc.device
         t1 = time.perf_counter()
         scores = torch.tensor(self.reward(examples, gen.texts), dtype=torch.float32, device=dev)
@@ -204,14 +223,16 @@ class PPOTrainer(Checkpoints):
                         ref, _ = response_logprobs(ac.policy, q[sl], qm[sl], r[sl], resp_mask[sl], cfg.temperature)
                 lps.append(lp), refs.append(ref), ents.append(ent), vals.append(v)
         ac.train()
-        logp, ref_logp, values, ent = (torch.cat(x) for x in (lps, refs, vals, ents))
+        logp, ref_logp, ent = (torch.cat(x) for x in (lps, refs, ents))
         mask = resp_mask.float()
-        targets = L.ppo_advantages(scores, logp, ref_logp, values, mask, self.kl_ctl.value, cfg.kl_estimator, cfg.whiten_rewards,
-                                   cfg.gamma, cfg.lam, sum_fn=all_reduce_sum if cfg.whiten_scope == "global" else None)
+        values = torch.cat(vals) if self.critic else torch.zeros_like(mask)
+        targets = L.estimate_advantages(cfg.advantage_estimator, scores, logp, ref_logp, values, mask, self.kl_ctl.value, cfg.samples_per_prompt,
+                                        cfg.kl_estimator, cfg.kl_penalty, cfg.whiten_rewards, cfg.gamma, cfg.lam,
+                                        sum_fn=all_reduce_sum if cfg.whiten_scope == "global" else None)
         kl, adv, returns = targets["kl"], targets["advantages"], targets["returns"]
         pad = self.tokenizer.pad_token_id
         batch = Rollout(self._gather(q, pad, True), self._gather(qm, 0, True), self._gather(r, pad), self._gather(resp_mask),
-                        *(self._gather(t) for t in (logp, values, adv, returns, mask)))
+                        *(self._gather(t) for t in (logp, values, adv, returns, mask, ref_logp, targets["weights"])))
         all_scores = self._gather(scores)
         stats = {  # means over processes of equal shares: the global means
             "reward_mean": scores.mean(), "reward_std": all_scores.std() if len(all_scores) > 1 else torch.zeros(()),
@@ -239,7 +260,7 @@ class PPOTrainer(Checkpoints):
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, step, 11, epoch)))
             for s in range(0, n, cfg.step_batch_size):
                 mini = perm[s : s + cfg.step_batch_size]
-                tokens = batch.mask[mini.to(batch.mask.device)].sum()
+                tokens = batch.weights[mini.to(batch.weights.device)].sum()  # the mini-batch's loss weight (its tokens for PPO)
                 mine = mini[acc.process_index :: N]
                 micro = [mine[i : i + mb] for i in range(0, len(mine), mb)]
                 for k, ids in enumerate(micro):
@@ -247,17 +268,16 @@ class PPOTrainer(Checkpoints):
                     with no_sync(acc, [self.model], k == len(micro) - 1):
                         with autocast(acc.device, self.cfg.precision):
                             lp, _, v = self.model(b.query_ids, b.query_mask, b.response_ids, b.response_mask, cfg.temperature)
-                        loss, parts = L.ppo_loss(lp, v, b.logprobs, b.values, b.advantages, b.returns, b.mask, cfg.cliprange,
-                                                 cfg.cliprange_value, cfg.vf_coef)
+                        loss, parts = self._loss(lp, v, b)
                         if not torch.isfinite(loss):
                             last = self.latest_checkpoint()
-                            raise NonFiniteLoss(
-                                f"PPO step {step + 1}: non-finite loss (policy {parts['policy_loss'].item()}, value {parts['value_loss'].item()}); "
-                                f"no update was applied. Last good checkpoint: {last or 'none'}"
-                            )
-                        acc.backward(loss * (b.mask.sum() / tokens) * N * (self.accumulation if self._deepspeed else 1))  # DeepSpeed divides by it
-                    for key, val in parts.items():  # token means of the mini-batch
-                        agg[key] = agg.get(key, 0.0) + val.detach().float() * (b.mask.sum() / tokens)
+                            value = f", value {parts['value_loss'].item()}" if "value_loss" in parts else ""
+                            raise NonFiniteLoss(f"PPO step {step + 1}: non-finite loss (policy {parts['policy_loss'].item()}{value}); "
+                                                f"no update was applied. Last good checkpoint: {last or 'none'}")
+                        share = b.weights.sum() / tokens
+                        acc.backward(loss * share * N * (self.accumulation if self._deepspeed else 1))  # DeepSpeed divides by it
+                    for key, val in parts.items():  # weighted (token) means of the mini-batch
+                        agg[key] = agg.get(key, 0.0) + val.detach().float() * share
                 count += 1
                 acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
@@ -268,6 +288,20 @@ class PPOTrainer(Checkpoints):
         keys = list(agg)
         vals = acc.reduce(torch.stack([agg[k] / max(count, 1) for k in keys]).to(acc.device), reduction="sum")
         return dict(zip(keys, vals.tolist()))
+
+    def _loss(self, lp: torch.Tensor, v: torch.Tensor | None, b: Rollout) -> tuple[torch.Tensor, dict]:
+        """PPO's clipped policy and value losses, or the policy loss alone without a value model; plus
+        the k3 KL term with --kl-penalty loss."""
+        cfg = self.cfg
+        if self.critic:
+            loss, parts = L.ppo_loss(lp, v, b.logprobs, b.values, b.advantages, b.returns, b.weights, cfg.cliprange, cfg.cliprange_value, cfg.vf_coef)
+        else:
+            loss, parts = L.ppo_policy_loss(lp, b.logprobs, b.advantages, b.weights, cfg.cliprange)
+            parts = {"policy_loss": loss, **parts}
+        if cfg.kl_penalty == "loss":
+            parts["kl_loss"] = L.kl_loss(lp, b.ref_logprobs, b.weights)
+            loss = loss + self.kl_ctl.value * parts["kl_loss"]
+        return loss, parts
 
     # ------------------------------------------------------------------ loop
     def train(self, resume: bool = False, on_step: Callable[[dict], None] | None = None) -> dict[str, float]:
@@ -334,20 +368,6 @@ class PPOTrainer(Checkpoints):
 
 
 PPO_ENTRIES = ("checkpoints", "metrics.jsonl", "policy", ".policy.partial", "snapshots", tracking.DIR, "wandb")
-
-
-def snapshot_dir(out: str | Path, step: int) -> Path:
-    """Where PPO keeps its policy after ``step`` steps (``--snapshot-steps``)."""
-    return Path(out) / "snapshots" / f"step-{step:05d}"
-
-
-def snapshots(out: str | Path) -> dict[int, Path]:
-    """The policies a PPO run kept (``--snapshot-steps``), by step; complete ones only."""
-    found = {}
-    for d in sorted((Path(out) / "snapshots").glob("step-*")):
-        if (d / "config.json").exists() and d.name[5:].isdigit():
-            found[int(d.name[5:])] = d
-    return found
 
 
 def run_ppo(cfg: PPOConfig, out: str | Path, resume: bool = False, reward: Reward | None = None, gold: Reward | None = None) -> dict:

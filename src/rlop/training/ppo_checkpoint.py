@@ -1,4 +1,4 @@
-"""PPO checkpoints: everything needed to continue a run, written through ``accelerate.save_state``
+"""PPO checkpoints and kept snapshots: everything needed to continue a run, written through ``accelerate.save_state``
 (so that every process saves its shard under ZeRO-3 or FSDP) into a partial folder that is renamed
 when complete; ``latest`` names the newest. Used by :class:`rlop.training.ppo.PPOTrainer`."""
 
@@ -64,3 +64,17 @@ class Checkpoints:
         if acc.is_main_process and self.metrics.path.exists():
             rows = [r for r in self.metrics.path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= self.step]
             self.metrics.path.write_text("".join(r + "\n" for r in rows))
+
+
+def snapshot_dir(out: str | Path, step: int) -> Path:
+    """Where PPO keeps its policy after ``step`` steps (``--snapshot-steps``)."""
+    return Path(out) / "snapshots" / f"step-{step:05d}"
+
+
+def snapshots(out: str | Path) -> dict[int, Path]:
+    """The policies a PPO run kept (``--snapshot-steps``), by step; complete ones only."""
+    found = {}
+    for d in sorted((Path(out) / "snapshots").glob("step-*")):
+        if (d / "config.json").exists() and d.name[5:].isdigit():
+            found[int(d.name[5:])] = d
+    return found

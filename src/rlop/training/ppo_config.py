@@ -1,4 +1,5 @@
-"""Configuration of PPO (steps 3 and 5 of RLP); the trainer is :mod:`rlop.training.ppo`."""
+"""Configuration of policy optimisation (steps 3 and 5 of RLP): PPO-GAE by default, or a critic-free
+estimator (RLOO, GRPO, Dr. GRPO, REINFORCE++); the trainer is :mod:`rlop.training.ppo`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ class PPOConfig(StageConfig):
     adam_eps: float = opt(1e-5, "AdamW epsilon", gt=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", ge=0)
     max_grad_norm: float = opt(1.0, "gradient clipping norm", gt=0)
+    advantage_estimator: Literal["gae", "rloo", "grpo", "dr_grpo", "reinforce_pp"] = opt(
+        "gae", "policy optimiser: gae (PPO with a value model, the paper's) | critic-free, no value model: rloo (leave-one-out over "
+               "the k samples of a prompt) | grpo (group z-scores, each response weighted equally) | dr_grpo (group mean removed, "
+               "no std or length normalisation) | reinforce_pp (REINFORCE++: returns-to-go whitened over the batch)")
+    samples_per_prompt: int = opt(1, "k: responses sampled per prompt in a rollout batch (rloo, grpo, dr_grpo need 2 or more); "
+                                     "rollout_batch_size counts responses", ge=1)
+    kl_penalty: Literal["reward", "loss"] = opt("reward", "where the KL to the reference enters: a per-token reward penalty "
+                                                          "(AlpacaFarm, TRL's RLOO) | loss: kl_coef times its k3 estimate in the loss (GRPO)")
     kl_coef: float = opt(0.0067, "KL penalty coefficient (the initial one with adaptive_kl)", ge=0)
     adaptive_kl: bool = opt(False, "adapt kl_coef towards target_kl (Ziegler et al.)")
     target_kl: float = opt(6.0, "KL target of the adaptive controller", gt=0)
@@ -79,6 +88,13 @@ class PPOConfig(StageConfig):
     trust_remote_code: bool = opt(False, "allow model code from the model's repository (only for models you trust)")
 
     def check(self) -> None:
+        from rlop.training.losses import GROUP_ESTIMATORS
+
+        k = self.samples_per_prompt
+        if self.advantage_estimator in GROUP_ESTIMATORS and k < 2:
+            raise ConfigError(f"--advantage-estimator {self.advantage_estimator} needs --samples-per-prompt of 2 or more (a group baseline)")
+        if self.rollout_batch_size % k:
+            raise ConfigError(f"--rollout-batch-size ({self.rollout_batch_size}) must be a multiple of --samples-per-prompt ({k})")
         if self.step_batch_size > self.rollout_batch_size:
             raise ConfigError(f"--step-batch-size ({self.step_batch_size}) must not exceed --rollout-batch-size ({self.rollout_batch_size})")
 
