@@ -27,9 +27,9 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1", "RLOP_PRECISION": "fp32"}
 
 
-def _cmd(sft, out, procs: int, port: int, steps: int, *extra):
+def _cmd(sft, out, procs: int, port: int, steps: int, *extra, greedy: bool = True):
     args = ["-m", "rlop.cli", "ppo", "--preset", "tiny", "--policy", str(sft), "--reward", "python:tests.helpers_rewards:letter_e",
-            "--steps", str(steps), "--generation-batch-size", "16", "--top-k", "1", "--out", str(out), *extra]
+            "--steps", str(steps), "--generation-batch-size", "16", *(["--top-k", "1"] if greedy else []), "--out", str(out), *extra]
     if procs == 1:
         return [sys.executable, *args]
     return [str(TORCHRUN), "--nproc_per_node", str(procs), "--master_port", str(port), *args]
@@ -58,10 +58,10 @@ def _policy(out):
     return load_file(out / "policy" / "model.safetensors")
 
 
-def _same_metrics(a, b):
+def _same_metrics(a, b, keys=KEYS):
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):
-        for k in KEYS:
+        for k in keys:
             assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-5), (ra["step"], k)
 
 
@@ -76,6 +76,23 @@ def test_two_processes_match_one(tiny_sft, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     assert any(not torch.equal(a[k], v) for k, v in _policy_of(tiny_sft).items()), "PPO did not change the policy"
+
+
+def test_rloo_two_processes_match_one(tiny_sft, tmp_path):
+    """RLOO's leave-one-out baselines on 2 processes: each keeps whole groups of k = 4 samples. Sampled, not greedy
+    (k greedy copies of one response would have no advantage), one row per generation batch (so that no padding or
+    batch shape differs between the runs) and one step: from equal weights both sample the same tokens."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    rloo = ("--advantage-estimator", "rloo", "--samples-per-prompt", "4", "--generation-batch-size", "1")
+    subprocess.run(_cmd(tiny_sft, one, 1, 0, 1, *rloo, greedy=False), check=True, env=_env(), capture_output=True, timeout=900)
+    r = subprocess.run(_cmd(tiny_sft, two, 2, free_port(), 1, *rloo, greedy=False), env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _same_metrics(_metrics(one), _metrics(two), tuple(k for k in KEYS if k != "value_loss"))
+    assert "value_loss" not in _metrics(two)[0]
+    a, b = _policy(one), _policy(two)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    assert any(not torch.equal(a[k], v) for k, v in _policy_of(tiny_sft).items()), "RLOO did not change the policy"
 
 
 def _policy_of(path):

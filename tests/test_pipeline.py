@@ -103,6 +103,7 @@ def test_rlop_run_tiny_all_methods(tmp_path):
     assert (tmp_path / "run" / "winrate.png").exists()
     assert "2 sampled outputs" in report  # tiny preset: eval_samples = 2
     assert "RLP-UML's loss terms" in report
+    assert "Policy optimiser of steps 3 and 5: PPO with GAE and a value model; 1 sample per prompt" in report
     stages = json.loads((tmp_path / "run" / "stages.json").read_text())  # every stage's time and peak memory, beside the results and in the report
     assert {"sft", "collect", "rm", "ppo", "samples", "rm-spg", "ppo-spg", "rm-uml", "ppo-uml", "bon", "outputs-ppo"} <= set(stages)
     assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 50 for st in stages.values()), stages
@@ -112,22 +113,28 @@ def test_rlop_run_tiny_all_methods(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_on_a_preference_file_skips_collection_and_finishes(tmp_path):
-    """Step 1 done already (--preferences-file): every method, step 4 included, runs on the user's pairs."""
+def test_run_on_a_preference_file_with_rloo_skips_collection_and_finishes(tmp_path):
+    """Step 1 done already (--preferences-file): every method, step 4 included, runs on the user's pairs; the ppo:
+    section's critic-free estimator (RLOO) is the optimiser of step 3 and of every step 5, and the report says so."""
     import json
 
     from rlop.cli import main
 
     assert main(["sandbox", "export", "--out", str(tmp_path / "w")]) == 0
     prefs = tmp_path / "w" / "preference.jsonl"
+    (tmp_path / "rloo.yaml").write_text("ppo:\n  advantage_estimator: rloo\n  samples_per_prompt: 4\n")
     assert main(["run", "--preset", "tiny", "--methods", "all", "--preferences-file", str(prefs), "--eval-prompts", "8",
-                 "--precision", "fp32", "--out", str(tmp_path / "run")]) == 0
+                 "--precision", "fp32", "--config", str(tmp_path / "rloo.yaml"), "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run"
     assert not (run / "collect").exists() and (run / "report.md").exists()
     for stage in ("sft", "rm", "ppo", "samples", "spg", "rm-spg", "rm-uml", "ppo-spg", "bon", "outputs-ppo"):
         record = json.loads((run / stage / "stage.json").read_text())
         assert record["precision"] == "fp32" and record.get("config", {}).get("precision", "fp32") == "fp32", stage
     assert json.loads((run / "rm-spg" / "stage.json").read_text())["config"]["train_file"] == str(prefs)
+    for ppo in ("ppo", "ppo-spg", "ppo-uml", "ppo-ocrm"):
+        config = json.loads((run / ppo / "stage.json").read_text())["config"]
+        assert (config["advantage_estimator"], config["samples_per_prompt"]) == ("rloo", 4), ppo
+    assert "Policy optimiser of steps 3 and 5: rloo, critic-free; 4 samples per prompt" in (run / "report.md").read_text()
     assert set(json.loads((run / "results.json").read_text())["methods"]) == {"sft", "bon", "ppo", "rlp-uml", "rlp-spg", "rlp-ocrm"}
 
 

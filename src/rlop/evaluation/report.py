@@ -126,12 +126,26 @@ def table(methods: dict) -> str:
     return "\n".join(lines)
 
 
+def optimiser_line(run: Path) -> list[str]:
+    """Which policy optimiser steps 3 and 5 ran (``--advantage-estimator``), from the PPO stage's saved config."""
+    f = run / "ppo" / "policy" / "rlop_config.json"
+    if not f.exists():
+        return []
+    c = json.loads(f.read_text())
+    est = c.get("advantage_estimator", "gae")
+    what = "PPO with GAE and a value model" if est == "gae" else f"{est}, critic-free"
+    k = c.get("samples_per_prompt", 1)
+    return [f"Policy optimiser of steps 3 and 5: {what}; {k} sample{'s' if k > 1 else ''} per prompt; KL to the SFT policy in the "
+            f"{c.get('kl_penalty', 'reward')} (coefficient {c.get('kl_coef')}); {c.get('steps')} steps of {c.get('rollout_batch_size')} rollouts.", ""]
+
+
 def write_report(run: str | Path) -> Path:
     run = Path(run)
     res = json.loads((run / "results.json").read_text())
     methods, diag = res["methods"], res.get("diagnostics", {})
     plots = _plots(run, methods, res.get("overopt"))
     parts = ["# rlop run report", "", f"Run directory: `{run}`", "", f"## Win-rate against the reference outputs ({res.get('eval_annotator', 'gold')} annotator)", "", table(methods), ""]
+    parts += optimiser_line(run)
     k = res.get("eval_samples", 1)
     parts += [f"n counts instructions; each has {k} sampled output{'s' if k > 1 else ''} (temperature 0.7, top-p 0.9)"
               + (", and its score is their mean" if k > 1 else "") + ". Intervals: percentile bootstrap over instructions."
