@@ -86,6 +86,21 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.timeout(1800))
 
 
+def kill_after_checkpoint(cmd: list[str], out: Path, env: dict, step: int = 2) -> list[str]:
+    """Start a PPO command, SIGKILL it once a checkpoint of ``step`` or later is on disk, and return the
+    metrics lines it had written (the run must not have finished)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = out / "checkpoints" / "latest"
+    wait_for(lambda: latest.exists() and int(latest.read_text()) >= step, f"a checkpoint of step {step} or later was written", 300, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (out / "policy").exists(), "the run finished before it was killed"
+    return (out / "metrics.jsonl").read_text().splitlines()
+
+
 def resumed_step(output: str) -> int:
     """The step PPO says it resumed from (``ppo: resumed from step N``); fails the test when it did not resume."""
     import re

@@ -3,7 +3,6 @@ on the tiny preset: no value model anywhere, learning, groups of k samples, kill
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -70,19 +69,15 @@ def _cmd(policy, out, *extra):
 
 
 def test_rloo_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
-    from tests.conftest import REPO, resumed_step, wait_for
+    from tests.conftest import REPO, kill_after_checkpoint, resumed_step
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_cmd(tiny_sft, full), check=True, env=env, capture_output=True, timeout=900)
-    proc = subprocess.Popen(_cmd(tiny_sft, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = killed / "checkpoints" / "latest"
-    wait_for(lambda: latest.exists() and int(latest.read_text()) >= 2, "a checkpoint of step 2 or later was written", 300, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert not (killed / "policy").exists(), "the run finished before it was killed"
+    before = kill_after_checkpoint(_cmd(tiny_sft, killed), killed, env)
     r = subprocess.run(_cmd(tiny_sft, killed, "--resume"), check=True, env=env, capture_output=True, text=True, timeout=900)
-    assert resumed_step(r.stdout) >= 2  # resumed, not restarted
+    step = resumed_step(r.stdout)  # resumed, not restarted
+    assert step >= 2 and (killed / "metrics.jsonl").read_text().splitlines()[:step] == before[:step]
     a, b = _metrics(full / "metrics.jsonl"), _metrics(killed / "metrics.jsonl")
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b):

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 
@@ -52,19 +51,13 @@ def _ppo_cmd(policy, out, *extra):
 
 
 def test_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
-    from tests.conftest import REPO, resumed_step, wait_for
+    from tests.conftest import REPO, kill_after_checkpoint, resumed_step
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     full = tmp_path / "full"
     subprocess.run(_ppo_cmd(tiny_sft, full), check=True, env=env, capture_output=True, timeout=900)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_ppo_cmd(tiny_sft, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = killed / "checkpoints" / "latest"
-    wait_for(lambda: latest.exists() and int(latest.read_text()) >= 2, "a checkpoint of step 2 or later was written", 300, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert not (killed / "policy").exists(), "the run finished before it was killed"
-    before = (killed / "metrics.jsonl").read_text().splitlines()
+    before = kill_after_checkpoint(_ppo_cmd(tiny_sft, killed), killed, env)
     r = subprocess.run(_ppo_cmd(tiny_sft, killed, "--resume"), check=True, env=env, capture_output=True, text=True, timeout=900)
     step = resumed_step(r.stdout)  # resumed, not restarted (the newest complete checkpoint, 2 or later)
     assert step >= 2 and (killed / "metrics.jsonl").read_text().splitlines()[:step] == before[:step]  # kept byte for byte
