@@ -135,7 +135,7 @@ def run_overopt(cfg: OveroptConfig, out: str | Path) -> dict:
     """``out/curve.json``: the SFT model and every snapshot of ``cfg.ppo_dir`` scored on the fixed prompts."""
     from rlop.reward_functions import RewardModelReward
     from rlop.sandbox.gold import GoldAnnotator
-    from rlop.training.ppo import snapshots
+    from rlop.training.ppo_checkpoint import snapshots
 
     require(cfg, "ppo_dir", "a PPO output folder run with --snapshot-steps")
     require(cfg, "reward", "the reward model PPO optimised")

@@ -45,7 +45,7 @@ from rlop.training import losses as L
 from rlop.training import tracking
 from rlop.distributed import (all_processes, all_reduce_sum, configure_deepspeed, gathered_for_sampling, is_main_process,
                                       prepare_frozen)
-from rlop.training.ppo_checkpoint import Checkpoints, Counters, snapshot_dir, snapshots  # noqa: F401 (snapshots: rlop overopt)
+from rlop.training.ppo_checkpoint import Checkpoints, Counters, snapshot_dir
 from rlop.training.ppo_config import PPOConfig
 from rlop.distributed import no_sync
 from rlop.training.actor_critic import ActorCritic, KLController, Rollout, disable_dropout, response_logprobs
