@@ -80,6 +80,17 @@ def test_bad_yaml_is_rejected_with_file_and_key(tmp_path, text, message):
         build_config(SFTConfig, None, f, section="sft")
 
 
+def test_a_renamed_option_names_its_new_name(tmp_path):
+    from rlop.pipeline.run_config import RunConfig
+
+    f = tmp_path / "old.yaml"
+    f.write_text("run:\n  sandbox_sft: 16\n")
+    with pytest.raises(ConfigError, match="unknown option 'sandbox_sft'.*renamed to sft_examples"):
+        build_config(RunConfig, None, f, section="run")
+    f.write_text("run:\n  sft_examples: 16\n")
+    assert build_config(RunConfig, None, f, section="run").sft_examples == 16
+
+
 def test_cross_field_rules():
     from rlop.training.ppo import PPOConfig
     from rlop.training.reward_trainer import RewardConfig

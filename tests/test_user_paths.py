@@ -74,11 +74,11 @@ def test_empty_model_output_is_evaluated_and_loses(tmp_path, capsys):
 
 def test_methods_sft_runs_only_what_sft_needs(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--preset", "tiny", "--methods", "sft", "--sandbox-sft", "16", "--eval-prompts", "4", "--out", str(out)]) == 0
+    assert main(["run", "--preset", "tiny", "--methods", "sft", "--sft-examples", "16", "--eval-prompts", "4", "--out", str(out)]) == 0
     stages = {p.name for p in out.iterdir() if p.is_dir()}
     assert stages == {"sft", "outputs-sft"}, stages
     assert set(json.loads((out / "results.json").read_text())["methods"]) == {"sft"}
     # --force removes only what rlop wrote in the stage folders
     (out / "sft" / "my-notes.txt").write_text("keep")
-    assert main(["run", "--preset", "tiny", "--methods", "sft", "--sandbox-sft", "16", "--eval-prompts", "4", "--out", str(out), "--force", "sft"]) == 0
+    assert main(["run", "--preset", "tiny", "--methods", "sft", "--sft-examples", "16", "--eval-prompts", "4", "--out", str(out), "--force", "sft"]) == 0
     assert (out / "sft" / "my-notes.txt").read_text() == "keep" and (out / "sft" / "config.json").exists()

@@ -280,6 +280,9 @@ def write_error(e: OSError) -> str | None:
     return text + "; nothing half-written was left"
 
 
+EPILOG = "Terms (D, steps 0-5, GAE, noptepochs, MIB, SPG's gamma, null arm ...) are explained in docs/glossary.md."
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rlop import __version__
 
@@ -289,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, c in COMMANDS.items():
         text = c.help.replace("%", "%%")
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, epilog=EPILOG)
         _setup(name, p)
     return parser
 

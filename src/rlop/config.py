@@ -225,7 +225,12 @@ def coerce(cls, name: str, value: Any, source: str) -> Any:
     return value
 
 
+RENAMED = {"sandbox_sft": "sft_examples"}  # options renamed since 0.1.0: old name -> new name
+
+
 def _did_you_mean(name: str, known) -> str:
+    if name in RENAMED:
+        return f" (renamed to {RENAMED[name]})"
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 

@@ -87,7 +87,7 @@ def cut_lines(run_cfg, methods, ppo_max_prompts: int) -> list[str]:
 
     Caps are (file option, cap option, what reads that many records)."""
     c = run_cfg
-    caps = [("sft_file", "sandbox_sft", c.sandbox_sft, "SFT trains on"),
+    caps = [("sft_file", "sft_examples", c.sft_examples, "SFT trains on"),
             ("eval_file", "eval_prompts", c.eval_prompts, "the evaluation uses")]
     if set(methods) != {"sft"}:
         if not c.preferences_file:

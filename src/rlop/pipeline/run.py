@@ -173,7 +173,7 @@ class Pipeline(Checks):
         c = self.cfg
         if self.main:
             atomic_write_text(self.out / "run_config.json", json.dumps(dataclasses.asdict(c), indent=2))
-        sft_cfg = self.stage_cfg(SFTConfig, "sft", "sft", recipe={"train_file": ("sft_file", c.sft_file), "max_examples": ("sandbox_sft", c.sandbox_sft)})
+        sft_cfg = self.stage_cfg(SFTConfig, "sft", "sft", recipe={"train_file": ("sft_file", c.sft_file), "max_examples": ("sft_examples", c.sft_examples)})
         ppo_cfg = self._ppo_cfg("ppo", Path(), Path())
         self.progress.estimates = self.plan(sft_cfg, self.stage_cfg(RewardConfig, "reward", "rm"), ppo_cfg)
         self.progress.later = self.later_seeds * sum(e for s, e in self.progress.estimates.items() if s not in self.shared)
@@ -294,7 +294,7 @@ class Pipeline(Checks):
         ppo = ppo_seconds(ppo_cfg.steps, ppo_cfg.rollout_batch_size, c.max_new_tokens)
         rm = u["rm"] * c.preference_prompts * rm_cfg.epochs
         samples = c.unlabeled_prompts * c.samples_per_prompt
-        est = {"sft": u["sft"] * c.sandbox_sft * sft_cfg.epochs}
+        est = {"sft": u["sft"] * c.sft_examples * sft_cfg.epochs}
         if set(self.methods) != {"sft"}:
             est.update({"collect": u["collect"] * c.preference_prompts * 2 * c.max_new_tokens, "rm": rm})
         if {"ppo", *VARIANTS} & set(self.methods):

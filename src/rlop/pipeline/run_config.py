@@ -39,7 +39,7 @@ class RunConfig(StageConfig):
     eval_annotator: Literal["gold", "reward", "api"] = opt("gold", "who judges outputs against the references: gold (sandbox tasks) | reward | "
                                                            "api (options in the eval: section)")
     eval_reward_model: str = opt("", "reward model directory for --eval-annotator reward")
-    sandbox_sft: int = opt(384, "demonstrations used for SFT (the first ones of sft_file)", ge=1)
+    sft_examples: int = opt(384, "demonstrations used for SFT (the first ones of sft_file)", ge=1)
     preference_prompts: int = opt(1000, "preference instructions labelled in step 1", ge=1)
     unlabeled_prompts: int = opt(64, "unlabeled instructions sampled for step 4", ge=1)
     samples_per_prompt: int = opt(10, "policy samples per unlabeled instruction (paper: 10)", ge=2)
@@ -90,7 +90,7 @@ class RunConfig(StageConfig):
         return [s.strip() for s in self.shared_stages.split(",") if s.strip()]
 
     PRESETS: ClassVar[dict] = {
-        "tiny": dict(preset="tiny", sandbox_sft=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
+        "tiny": dict(preset="tiny", sft_examples=256, preference_prompts=64, unlabeled_prompts=16, samples_per_prompt=4,
                      eval_prompts=32, max_new_tokens=12, judge="answer", bon_n=4, methods=",".join(ALL_METHODS)),
         "cpu": dict(preset="cpu"),
         # every method over 3 seeds on 2 CPU cores: the seeds share SFT, D, the step-2 reward model and what depends only
@@ -102,6 +102,6 @@ class RunConfig(StageConfig):
         # instructions, retrained RMs matched to rm and each beside its null arm
         "overopt": dict(preset="overopt", methods="sft,ppo", max_new_tokens=32, eval_prompts=100, unlabeled_prompts=640,
                         matched_retraining=True, null_arm=True),
-        "gpu": dict(preset="gpu", sandbox_sft=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
+        "gpu": dict(preset="gpu", sft_examples=1000, preference_prompts=1000, unlabeled_prompts=2000, eval_prompts=200, eval_samples=4,
                     max_new_tokens=128, heldout_prompts=200, bon_n=16),
     }
