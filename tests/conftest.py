@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def repo_env(**extra: str) -> dict:
+    """The environment for a subprocess that runs rlop or a test helper: the repository root first on
+    PYTHONPATH (for ``tests.helpers_*``), the caller's PYTHONPATH kept after it (rlop from ``src/`` where
+    it is not installed, as in scripts/gpu_check.sh), then ``extra``."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +61,6 @@ def precision(monkeypatch):
         monkeypatch.setenv("RLOP_PRECISION", value)
 
     return pin
-
-
-REPO = Path(__file__).resolve().parent.parent  # the checkout whose rlop the tests' subprocesses import
 
 
 def free_port() -> int:

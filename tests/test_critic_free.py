@@ -69,9 +69,9 @@ def _cmd(policy, out, *extra):
 
 
 def test_rloo_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
-    from tests.conftest import REPO, kill_after_checkpoint, resumed_step
+    from tests.conftest import kill_after_checkpoint, repo_env, resumed_step
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_cmd(tiny_sft, full), check=True, env=env, capture_output=True, timeout=900)
     before = kill_after_checkpoint(_cmd(tiny_sft, killed), killed, env)

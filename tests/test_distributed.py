@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, repo_env
 
 HERE = Path(__file__).parent
 
@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 @pytest.mark.parametrize("rep", ["none", "mib"])
 def test_two_processes_match_one(tmp_path, views_file, rep):  # noqa: F811
     # float32 so that only the all-reduce summation order differs between the two runs
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1", "RLOP_PRECISION": "fp32"}
+    env = repo_env(OMP_NUM_THREADS="1", RLOP_PRECISION="fp32")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     subprocess.run([sys.executable, str(HERE / "dist_reward.py"), str(one), "4", rep, str(views_file)], check=True, env=env, capture_output=True, timeout=900)
     torchrun = str(Path(sys.executable).parent / "torchrun")

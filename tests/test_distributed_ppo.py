@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import free_port, resumed_step, wait_for
+from tests.conftest import free_port, repo_env, resumed_step, wait_for
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 pytestmark = pytest.mark.skipif(not TORCHRUN.exists() and shutil.which("torchrun") is None, reason="torchrun missing")
@@ -24,7 +24,7 @@ KEYS = ("reward_mean", "reward_std", "kl", "entropy", "policy_loss", "value_loss
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "OMP_NUM_THREADS": "1", "RLOP_PRECISION": "fp32"}
+    return repo_env(OMP_NUM_THREADS="1", RLOP_PRECISION="fp32")
 
 
 def _cmd(sft, out, procs: int, port: int, steps: int, *extra, greedy: bool = True):

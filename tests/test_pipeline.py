@@ -147,9 +147,9 @@ def test_killed_run_continues_without_redoing_stages(tmp_path):
     import sys
 
     cmd = [sys.executable, "-m", "rlop.cli", "run", "--preset", "tiny", "--methods", "sft,ppo,rlp-spg"]
-    from tests.conftest import REPO, resumed_step, wait_for
+    from tests.conftest import repo_env, resumed_step, wait_for
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, timeout=900)
     run = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

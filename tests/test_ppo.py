@@ -51,9 +51,9 @@ def _ppo_cmd(policy, out, *extra):
 
 
 def test_kill_and_resume_matches_uninterrupted(tiny_sft, tmp_path):
-    from tests.conftest import REPO, kill_after_checkpoint, resumed_step
+    from tests.conftest import kill_after_checkpoint, repo_env, resumed_step
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     full = tmp_path / "full"
     subprocess.run(_ppo_cmd(tiny_sft, full), check=True, env=env, capture_output=True, timeout=900)
     killed = tmp_path / "killed"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rlop.cli import main
-from tests.conftest import write_jsonl
+from tests.conftest import repo_env, write_jsonl
 
 SPEC = {"type": "number", "answer": "4", "kind": "answer"}
 
@@ -109,7 +109,7 @@ def test_user_error_exits_2_and_touches_nothing(world, capsys, name, argv, messa
 
 
 def test_unknown_hub_model_offline_is_a_clean_error(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = repo_env(HF_HUB_OFFLINE="1")
     r = subprocess.run([sys.executable, "-m", "rlop.cli", "sft", "--preset", "tiny", "--model", "no-such-org/no-such-model", "--out", str(tmp_path / "o")],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "rlop: error: cannot load model 'no-such-org/no-such-model'" in r.stderr, r.stderr
@@ -168,7 +168,7 @@ with outputs.claim(sys.argv[1], "sandbox"):
 def test_lock_names_the_holder_and_a_killed_holder_is_taken_over(tmp_path, capsys):
     out = tmp_path / "o"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+                              env=repo_env())
     try:
         assert holder.stdout.readline().strip() == "held"
         code, err = cli(["sandbox", "export", "--out", out, "--sft", 5], capsys)
@@ -181,9 +181,9 @@ def test_lock_names_the_holder_and_a_killed_holder_is_taken_over(tmp_path, capsy
 
 def test_second_rlop_run_on_the_same_folder_stops_at_once(tmp_path):
     out = tmp_path / "run"
-    from tests.conftest import REPO, wait_for
+    from tests.conftest import wait_for
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = repo_env()
     first = subprocess.Popen([sys.executable, "-m", "rlop.cli", "run", "--preset", "tiny", "--methods", "sft", "--out", str(out)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
