@@ -28,10 +28,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+from speed_setup import phase_table, prepare, ratio_line
+
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-trl"
 BATCH, RESP, QUERY = 16, 48, 128
-PHASES = ("seconds", "generate", "score", "optimise")
 
 TRL_CHILD = textwrap.dedent('''
 import json, resource, sys, time, torch
@@ -108,27 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4)
     a = ap.parse_args()
-    from rlop.data.formatting import format_prompt
-    from rlop.data.io import load_instructions
-    from rlop.models.loading import load_reward_model, load_tokenizer, resolve_model
-
     work = Path("/tmp/rlop-ppo-speed")
-    work.mkdir(exist_ok=True)
-    model_dir = resolve_model("builtin:smollm2-135m-instruct")
-    rm_dir = work / "rm"
-    if not (rm_dir / "config.json").exists():
-        import torch
-
-        torch.manual_seed(0)
-        rm = load_reward_model(model_dir)
-        rm.save_pretrained(rm_dir)
-        load_tokenizer(model_dir).save_pretrained(rm_dir)
-    tok = load_tokenizer(model_dir)
-    exs = [e for e in load_instructions("sandbox:unlabeled", limit=400)
-           if len(tok(format_prompt(tok, e.instruction, e.input), add_special_tokens=False)["input_ids"]) <= QUERY][: a.steps * BATCH]
-    prompts = work / "prompts.json"
-    prompts.write_text(json.dumps([format_prompt(tok, e.instruction, e.input) for e in exs]))
-    Path(str(prompts) + ".examples").write_text(json.dumps([{"instruction": e.instruction, "input": e.input} for e in exs]))
+    model_dir, rm_dir, prompts = prepare(work, a.steps * BATCH, QUERY)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     results = {}
     from rlop.models.precision import native_bf16
@@ -143,16 +125,10 @@ def main() -> None:
                        check=True, env={**env, "RLOP_PRECISION": precision})
         results[name] = json.loads(out.read_text())
     print(f"PPO on SmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), {BATCH} rollouts/step, {RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
-    print("| framework (precision) | s/step | generate | score | optimise | peak RSS (MB) |\n|---|---|---|---|---|---|")
-    row = {}
-    for name, r in results.items():
-        timed = r["step_seconds"][1:] or r["step_seconds"]
-        row[name] = {k: sum(t[k] for t in timed) / len(timed) for k in PHASES} | {"rss": r["peak_rss_mb"]}
-        print(f"| {name} | " + " | ".join(f"{row[name][k]:.1f}" for k in PHASES) + f" | {row[name]['rss']:.0f} |")
+    row = phase_table(results)
     ours, trl = row["rlop"], row["trl-1.12"]
     for name in ("rlop", "rlop --rollout-logprobs sampler"):
-        print(f"ratio {name} / TRL (fp32): " + ", ".join(f"{k} {row[name][k] / trl[k]:.2f}x" for k in PHASES)
-              + f", peak memory {row[name]['rss'] / trl['rss']:.2f}x")
+        print(ratio_line(f"{name} / TRL (fp32)", row[name], trl))
     if "rlop-bf16" in row:
         print(f"ratio rlop bf16 / rlop fp32: time {row['rlop-bf16']['seconds'] / ours['seconds']:.2f}x, "
               f"peak memory {row['rlop-bf16']['rss'] / ours['rss']:.2f}x")
