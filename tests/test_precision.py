@@ -54,8 +54,18 @@ def test_bf16_rewards_and_greedy_text_track_fp32(tiny_tok, tmp_path, precision):
     ref = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok, precision="fp32").score_texts(texts)
     low = RewardModelScorer("tiny", model=rm, tokenizer=tiny_tok, precision="bf16").score_texts(texts)
     assert low == pytest.approx(ref, abs=0.05 * max(1.0, max(abs(x) for x in ref)))
-    m = load_causal_lm("tiny")
+    m = load_causal_lm("tiny").eval()
     prompt = [format_prompt(tiny_tok, "Write about the sea", "")]
-    greedy = SamplingConfig(max_new_tokens=6, do_sample=False)
-    out = HFBackend(m, tiny_tok, precision="bf16").generate(prompt, greedy, [0])
-    assert out.response_mask.sum() > 0 and isinstance(out.texts[0], str)
+    greedy = SamplingConfig(max_new_tokens=12, do_sample=False)
+    full = HFBackend(m, tiny_tok, precision="fp32").generate(prompt, greedy, [0])
+    low = HFBackend(m, tiny_tok, precision="bf16").generate(prompt, greedy, [0])
+    a, b = full.response_ids[0].tolist(), low.response_ids[0].tolist()
+    if a == b:  # the same greedy text
+        assert low.texts == full.texts and full.response_mask.sum() > 0
+        return
+    # else the two may part only where fp32's two best next tokens are a near-tie that bf16 rounding can swap
+    i = next(j for j, (x, y) in enumerate(zip(a, b)) if x != y)
+    with torch.no_grad():
+        logits = m(torch.cat([full.query_ids, full.response_ids[:, :i]], dim=1)).logits[0, -1].float()
+    gap = (logits[a[i]] - logits[b[i]]).item()
+    assert 0 <= gap <= 0.02 * logits.abs().max().item(), f"bf16 greedy took token {b[i]} at step {i}, {gap:.4f} below fp32's best"
