@@ -33,16 +33,17 @@ tests=(tests/test_backend_contract.py tests/test_decode_loop.py tests/test_ppo.p
 if [ "$mode" = --dry-run ]; then
   # the image's versions of what it ships and rlop needs (KINDS.md of the device tool, read 2026-11)
   venv=$repo/.gpu-dryrun
-  if [ ! -x "$venv/bin/python" ]; then
+  if [ ! -f "$venv/.built" ]; then  # built once; a build that failed half-way is redone
     t0=$SECONDS
     py312=
     for c in ${DRY_RUN_PYTHON:-} python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do
       if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then py312=$c; break; fi
     done
-    "${py312:-python3.12}" -m venv "$venv" || { echo "gpu_check: error: the dry run needs Python 3.12 (python3.12 on PATH, or DRY_RUN_PYTHON)" >&2; exit 2; }
+    "${py312:-python3.12}" -m venv --clear "$venv" || { echo "gpu_check: error: the dry run needs Python 3.12 (python3.12 on PATH, or DRY_RUN_PYTHON)" >&2; exit 2; }
     "$venv/bin/python" -m pip install -q torch==2.11.0 transformers==5.17.0 accelerate==1.15.0 safetensors==0.8.0 \
       tokenizers==0.23.2 huggingface_hub==1.33.0 peft pytest pyyaml tqdm matplotlib pandas psutil jinja2 xxhash fsspec requests \
       || { echo "gpu_check: error: could not build the image-like venv in $venv" >&2; exit 2; }
+    touch "$venv/.built"
     echo "gpu_check: image-like venv built in $((SECONDS - t0)) s"
   fi
   py=$venv/bin/python
