@@ -72,3 +72,18 @@ def test_docs_commands_parse_and_their_configs_build():
             build_config(RunConfig, args.preset, None, overrides_from_args(args), section="run")
         elif COMMANDS[args.command].config:
             _config(args.command, args)
+
+
+def test_every_measurement_section_says_when_where_and_how():
+    """Each section of docs/measurements.md opens with a Measured line naming a date, the hardware, the
+    precision, a commit and a command or preset, so no table stands without its conditions."""
+    text = (ROOT / "docs" / "measurements.md").read_text()
+    sections = re.split(r"\n## ", text)[1:]
+    assert len(sections) >= 10
+    for sec in sections:
+        title, body = sec.split("\n", 1)
+        line = next((l for l in body.splitlines() if l.startswith("> **Measured**")), "")
+        assert re.search(r"20\d\d-\d\d-\d\d", line), f"{title}: no dated Measured line"
+        assert "core" in line and re.search(r"float32|bf16", line), f"{title}: hardware or precision missing"
+        assert re.search(r"\b[0-9a-f]{7}\b", line), f"{title}: no commit"
+        assert "`" in line or "preset" in line, f"{title}: no command or preset"
