@@ -7,7 +7,9 @@ model made from the same backbone (a seeded random head), on the same prompts (s
 chat template) with the same shape: 4 prompts x k = 4 samples = 16 rollouts per step, 48 new
 tokens at temperature 1.0, one optimisation epoch over one mini-batch of 16, KL coefficient 0.05
 (RLOO: in the reward, as a sequence sum; GRPO: in the loss, the k3 estimate, as TRL does),
-float32 (TRL runs float32 on a CPU). TRL 1.16 is rlop's own dependency, so it runs from rlop's
+float32 (TRL runs float32 on a CPU), and gradient checkpointing on both sides: on by default, as
+TRL 1.16's ``RLOOConfig`` and ``GRPOConfig`` default to it (``--gradient-checkpointing off`` turns it
+off on both sides). TRL 1.16 is rlop's own dependency, so it runs from rlop's
 venv. Each run is its own process; the first step is a warm-up and not timed. Phases: generate
 (sampling), score (reward, reference and old-policy passes without gradients), optimise (the
 rest). TRL's are timed by wrapping ``_generate`` and ``_generate_and_score_completions``.
@@ -15,7 +17,7 @@ rlop ``rloo`` runs twice: with its default ``--rollout-logprobs recompute`` (a p
 rollouts, AlpacaFarm's way) and with ``sampler`` (the sampling step's log-probs, as TRL does when
 each generation is optimised once).
 
-    python benchmarks/rloo_speed.py [--steps 4] [--only rloo|grpo]
+    python benchmarks/rloo_speed.py [--steps 4] [--only rloo|grpo] [--gradient-checkpointing on|off]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ TRL_CHILD = textwrap.dedent('''
 import json, resource, sys, time, torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
-kind, model_dir, rm_dir, prompts_file, steps, k, batch, resp, beta, out = sys.argv[1:11]
+kind, model_dir, rm_dir, prompts_file, steps, k, batch, resp, beta, out, gc = sys.argv[1:12]
 steps, k, batch, resp, beta = int(steps), int(k), int(batch), int(resp), float(beta)
 if kind == "rloo":
     from trl import RLOOConfig as Config, RLOOTrainer as Trainer
@@ -66,7 +68,7 @@ class T(TrainerCallback):
 args = Config(output_dir="/tmp/trl-rloo-bench", per_device_train_batch_size=batch, gradient_accumulation_steps=1, num_generations=k,
               steps_per_generation=1, num_iterations=1, max_completion_length=resp, temperature=1.0, beta=beta, learning_rate=1e-6,
               max_steps=steps, report_to=[], use_cpu=True, bf16=False, save_strategy="no", logging_steps=1, seed=42,
-              shuffle_dataset=False, disable_dropout=True)
+              shuffle_dataset=False, disable_dropout=True, gradient_checkpointing=gc == "on")
 trainer = Trainer(model=policy, reward_funcs=rm, args=args, train_dataset=ds, processing_class=tok, reward_processing_classes=tok,
                   callbacks=[T()])
 t0 = time.time(); trainer.train(); total = time.time() - t0
@@ -78,14 +80,14 @@ import json, resource, sys, time
 from rlop.config import build_config
 from rlop.data.io import InstructionExample
 from rlop.training.ppo import PPOConfig, PPOTrainer
-estimator, model_dir, rm_dir, prompts_file, steps, k, batch, resp, beta, out = sys.argv[1:11]
+estimator, model_dir, rm_dir, prompts_file, steps, k, batch, resp, beta, out, gc = sys.argv[1:12]
 estimator, _, logprobs = estimator.partition("+")  # rloo+sampler: keep the sampling step's log-probs
 steps, k, batch, resp, beta = int(steps), int(k), int(batch), int(resp), float(beta)
 exs = [InstructionExample(**e) for e in json.load(open(prompts_file + ".examples"))]
 cfg = build_config(PPOConfig, "cpu", overrides=dict(policy=model_dir, reward=rm_dir, steps=steps, rollout_batch_size=batch,
                    step_batch_size=batch, micro_batch_size=batch, noptepochs=1, response_len=resp, save_steps=10**6,
                    advantage_estimator=estimator, samples_per_prompt=k, kl_coef=beta,
-                   kl_penalty="loss" if estimator == "grpo" else "reward", rollout_logprobs=logprobs or "recompute"))
+                   kl_penalty="loss" if estimator == "grpo" else "reward", rollout_logprobs=logprobs or "recompute", gradient_checkpointing=gc == "on"))
 times = []
 tr = PPOTrainer(cfg, prompts=exs, out="/tmp/rlop-rloo-bench")
 t0 = time.time()
@@ -100,6 +102,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--only", choices=("rloo", "grpo"), help="one optimiser only (default: both, and gae)")
+    ap.add_argument("--gradient-checkpointing", choices=("on", "off"), default="on",
+                    help="recompute activations in the backward pass, on both sides (default on: TRL 1.16's default)")
     ap.add_argument("--json", help="also write the table's rows to this file")
     a = ap.parse_args()
     work = Path("/tmp/rlop-rloo-speed")
@@ -116,10 +120,10 @@ def main() -> None:
         out = work / f"{name.replace(' ', '_')}.json"
         print(f"running {name} ...", flush=True)
         subprocess.run([sys.executable, "-c", code, kind, str(model_dir), str(rm_dir), str(prompts), str(a.steps), str(K), str(BATCH),
-                        str(RESP), str(KL), str(out)], check=True, env=env, timeout=3600)
+                        str(RESP), str(KL), str(out), a.gradient_checkpointing], check=True, env=env, timeout=3600)
         results[name] = json.loads(out.read_text())
     print(f"\nSmolLM2-135M-Instruct, CPU ({os.cpu_count()} cores), float32, {PROMPTS} prompts x {K} samples = {BATCH} rollouts/step, "
-          f"{RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up):")
+          f"{RESP} new tokens, 1 epoch, {a.steps} steps (first = warm-up), gradient checkpointing {a.gradient_checkpointing}:")
     row = phase_table(results)
     for kind in kinds:
         print(ratio_line(f"rlop {kind} / TRL {kind}", row[f"rlop {kind}"], row[f"trl-1.16 {kind}"]))
@@ -129,7 +133,8 @@ def main() -> None:
         print(f"ratio rlop rloo / rlop gae: time {row['rlop rloo']['seconds'] / row['rlop gae']['seconds']:.2f}x, "
               f"peak memory {row['rlop rloo']['rss'] / row['rlop gae']['rss']:.2f}x")
     if a.json:
-        Path(a.json).write_text(json.dumps({"shape": {"prompts": PROMPTS, "k": K, "response_len": RESP, "kl": KL, "steps": a.steps},
+        Path(a.json).write_text(json.dumps({"shape": {"prompts": PROMPTS, "k": K, "response_len": RESP, "kl": KL, "steps": a.steps,
+                                                      "gradient_checkpointing": a.gradient_checkpointing},
                                             "rows": row}, indent=1) + "\n")
 
 

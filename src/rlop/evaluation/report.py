@@ -146,6 +146,10 @@ def write_report(run: str | Path) -> Path:
     plots = _plots(run, methods, res.get("overopt"))
     parts = ["# rlop run report", "", f"Run directory: `{run}`", "", f"## Win-rate against the reference outputs ({res.get('eval_annotator', 'gold')} annotator)", "", table(methods), ""]
     parts += optimiser_line(run)
+    if res.get("rlp_iterations", 1) > 1:
+        start = "SFT, with the KL to SFT" if res.get("rlp_iterate_from") == "sft" else "the last iteration's policy, with the KL to it"
+        parts += [f"RLP's steps 4-5 ran {res['rlp_iterations']} times per variant (`--rlp-iterations`), each PPO from {start}; a variant's row "
+                  "is its last iteration's policy (folders `*-itK`); the reward-model diagnostics are iteration 1's.", ""]
     k = res.get("eval_samples", 1)
     parts += [f"n counts instructions; each has {k} sampled output{'s' if k > 1 else ''} (temperature 0.7, top-p 0.9)"
               + (", and its score is their mean" if k > 1 else "") + ". Intervals: percentile bootstrap over instructions."

@@ -18,7 +18,7 @@ from rlop.evaluation.compare import COMPARE_ENTRIES, compare, write_compare
 from rlop.pipeline.recipe import check_sources
 from rlop.pipeline.resolve import explicit_run_options
 from rlop.pipeline.run import Pipeline
-from rlop.pipeline.stages import ORDER
+from rlop.pipeline.stages import ORDER, stage_order
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
 from rlop.utils import atomic_write_text
 
@@ -26,8 +26,8 @@ RUN_ENTRIES = ("run_config.json", "results.json", "diagnostics.json", "stages.js
 SEEDS_ENTRIES = ("run_config.json", "shared", *COMPARE_ENTRIES)
 
 
-def _own_run_entries(out: Path) -> None:
-    outputs.own(out, *RUN_ENTRIES, *ORDER, *(f"outputs-{m}" for m in ALL_METHODS))
+def _own_run_entries(out: Path, iterations: int) -> None:
+    outputs.own(out, *RUN_ENTRIES, *stage_order(iterations), *(f"outputs-{m}" for m in ALL_METHODS))
 
 
 def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, overrides: dict | None = None, force: str | None = None,
@@ -49,7 +49,7 @@ def run_pipeline(preset: str | None, config_file: str | None, out: str | Path, o
     main = is_main_process()
     with outputs.claim(out, "run", overwrite, main=main) as out:
         if main:
-            _own_run_entries(out)
+            _own_run_entries(out, cfg.rlp_iterations)
         p = Pipeline(cfg, out, config_file, explicit=explicit)
         if force and main:
             p.force(force)
@@ -74,7 +74,7 @@ def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: 
                     print(f"rlop run: seed {seed} ({i + 1} of {len(seeds)}) in {out / f'seed-{seed}'}", flush=True)
                 with outputs.claim(out / f"seed-{seed}", "run", overwrite, main=main) as seed_dir:
                     if main:
-                        _own_run_entries(seed_dir)
+                        _own_run_entries(seed_dir, cfg.rlp_iterations)
                     p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=seeds[0],
                                  later_seeds=len(seeds) - 1 - i, timings=timings, explicit=explicit)
                     if force and main:

@@ -41,7 +41,8 @@ from rlop.pipeline.checks import Checks
 from rlop.pipeline.manifest import manifest, mismatches, stage_key as _key
 from rlop.pipeline.resolve import StageResolver
 from rlop.pipeline.run_config import ALL_METHODS, RunConfig
-from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream
+from rlop.pipeline.iterate import iteration, iteration_estimates
+from rlop.pipeline.stages import HELDOUT, ORDER, POLICY_STAGE, downstream, policy_stages
 from rlop.reward_functions import RewardModelReward
 from rlop.rlp.variants import VARIANTS, Step4Context
 from rlop.sandbox.collect import CollectConfig, run_collect
@@ -160,7 +161,7 @@ class Pipeline(Checks):
         if stage not in ORDER:
             raise ConfigError(f"--force: unknown stage {stage!r}; stages: {', '.join(ORDER)}")
         (self.out / "diagnostics.json").unlink(missing_ok=True)  # scored from the stages about to be redone
-        for name in downstream(stage):
+        for name in downstream(stage, self.cfg.rlp_iterations):
             if name in self.shared and not shared:
                 continue
             d = self.stage_dir(name)
@@ -218,7 +219,8 @@ class Pipeline(Checks):
         if not self.main:
             return results
         atomic_write_text(self.out / "results.json", json.dumps({"methods": results, "paired": paired, "diagnostics": diag, "overopt": self.overopt_curves(),
-                                                                   "eval_annotator": c.eval_annotator,
+                                                                   "eval_annotator": c.eval_annotator, "rlp_iterations": c.rlp_iterations,
+                                                                   "rlp_iterate_from": c.rlp_iterate_from,
                                                                    "precision": resolve_precision(c.precision), "eval_samples": c.eval_samples}, indent=2))
         atomic_write_text(self.out / "stages.json", json.dumps(self.stage_records(), indent=2))  # timings: apart, so results.json reproduces
 
@@ -244,14 +246,16 @@ class Pipeline(Checks):
             rm_cfg = dataclasses.replace(rm_cfg, pair_order="matched")
         rm = self.run_stage("rm", _key("rm", rm_cfg, self.keys["sft"], dep), lambda d: run_reward(rm_cfg, d), config=rm_cfg)
 
-        def ppo_stage(name: str, reward_dir: Path, dep: str) -> Path:
-            pcfg = self._ppo_cfg(name, sft, reward_dir)
+        def ppo_stage(name: str, reward_dir: Path, dep: str, start: Path = sft, after: tuple[str, ...] = ()) -> Path:
+            """PPO from ``start`` (SFT, or with --rlp-iterate-from policy the last iteration's policy) on ``reward_dir``."""
+            pcfg = self._ppo_cfg(name, start, reward_dir)
 
             def do(d: Path) -> None:
                 run_ppo(pcfg, d, resume=True, gold=self.gold)
                 shutil.rmtree(d / "checkpoints", ignore_errors=True)  # only needed to resume; gigabytes each
 
-            d = self.run_stage(name, _key(name, pcfg, self.keys[dep], source_digest(c.unlabeled_file)), do, atomic=False, config=pcfg)
+            d = self.run_stage(name, _key(name, pcfg, self.keys[dep], *(self.keys[a] for a in after), source_digest(c.unlabeled_file)),
+                               do, atomic=False, config=pcfg)
             if pcfg.snapshot_steps:
                 self._overopt(name, sft, reward_dir, d, pcfg)
             return d
@@ -279,13 +283,15 @@ class Pipeline(Checks):
                     self.nulls[v.reward_stage] = v.run_null(ctx)
                 if c.step5:
                     policies[v.method] = ppo_stage(v.ppo_stage, retrained, v.reward_stage) / "policy"
+                    for k in range(2, c.rlp_iterations + 1):  # steps 4-5 again on the last iteration's policy
+                        policies[v.method] = iteration(self, v, k, ctx, scfg, ppo_stage) / "policy"
         return rm
 
     # ------------------------------------------------------------------ helpers
-    def _ppo_cfg(self, name: str, sft: Path, reward_dir: Path) -> PPOConfig:
-        """Steps 3 and 5: PPO from SFT on ``reward_dir``."""
+    def _ppo_cfg(self, name: str, start: Path, reward_dir: Path) -> PPOConfig:
+        """Steps 3 and 5: PPO from ``start`` (SFT, the KL reference too) on ``reward_dir``."""
         c = self.cfg
-        return self.stage_cfg(PPOConfig, "ppo", name, wired={"policy": str(sft), "reward": str(reward_dir)},
+        return self.stage_cfg(PPOConfig, "ppo", name, wired={"policy": str(start), "reward": str(reward_dir)},
                               recipe={"response_len": ("max_new_tokens", c.max_new_tokens), "prompts_file": ("unlabeled_file", c.unlabeled_file)})
 
     def plan(self, sft_cfg, rm_cfg, ppo_cfg) -> dict[str, float]:
@@ -308,6 +314,7 @@ class Pipeline(Checks):
                 est.update({v.null_stages[0]: 1.0, v.null_reward_stage: rm * 1.1} if len(v.null_stages) > 1 else {v.null_reward_stage: est[v.reward_stage]})
             if c.step5:
                 est[v.ppo_stage] = ppo
+                est.update(iteration_estimates(v, c.rlp_iterations, est, ppo))
         for m in self.methods:
             if m != "bon" and (c.step5 or m not in VARIANTS):
                 est[f"outputs-{m}"] = u["outputs"] * c.eval_prompts * c.eval_samples * c.max_new_tokens
@@ -319,7 +326,7 @@ class Pipeline(Checks):
             ocfg = self._overopt_cfg("ppo", Path(), Path(), Path(), ppo_cfg)
             points = 1 + ppo_cfg.steps // ppo_cfg.snapshot_steps
             cost = 2 * u["samples"] * points * ocfg.max_prompts * ocfg.samples * ocfg.max_new_tokens
-            est = {k: v for s, e in est.items() for k, v in ((s, e), *(((f"overopt-{s}", cost),) if s in POLICY_STAGE.values() else ()))}
+            est = {k: v for s, e in est.items() for k, v in ((s, e), *(((f"overopt-{s}", cost),) if s in POLICY_STAGE.values() or s.startswith("ppo-") else ()))}
         return est
 
     def _eval_sampling(self) -> SamplingConfig:
@@ -328,7 +335,7 @@ class Pipeline(Checks):
 
     def _outputs(self, method: str, policy: Path, eval_ex) -> list[str]:
         name = f"outputs-{method}"
-        key = _key(name, self.keys.get(POLICY_STAGE.get(method, method)), len(eval_ex), self.cfg.eval_samples, source_digest(self.cfg.eval_file),
+        key = _key(name, self.keys.get(policy_stages(self.cfg.rlp_iterations).get(method, method)), len(eval_ex), self.cfg.eval_samples, source_digest(self.cfg.eval_file),
                    self._eval_sampling(), resolve_precision(self.cfg.precision))
 
         def do(d: Path) -> None:

@@ -59,6 +59,11 @@ class RunConfig(StageConfig):
                                 "with coin-flip labels (rm-spg-null); for UML lambda = 0 (rm itself under matched retraining); the "
                                 "diagnostics pair each retrained RM with its null on the same gold-labelled pairs")
     step5: bool = opt(True, "run PPO again on each retrained RM (step 5); off: stop after step 4 and compare the reward models only")
+    rlp_iterations: int = opt(1, "times steps 4-5 run for each RLP variant (1: Algorithm 1 as written); iteration k retrains the RM on "
+                                 "samples (or, for OCRM, density ratios) of iteration k-1's policy, scoring SPG candidates with "
+                                 "iteration k-1's RM, then runs PPO again; folders of iteration k end in -itk", ge=1)
+    rlp_iterate_from: Literal["sft", "policy"] = opt("sft", "where PPO starts in iterations 2 and later: sft (RLP's step 5: from SFT, KL to "
+                                                          "SFT) | policy (OCRM's loop: from iteration k-1's policy, KL to that policy)")
     precision: precision_.Precision = opt("auto", precision_.HELP + "; every stage's precision unless its section sets one")
 
     def check(self) -> None:
@@ -72,6 +77,9 @@ class RunConfig(StageConfig):
             raise ConfigError(f"--seeds {self.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"--seeds {self.seeds!r}: a seed is repeated")
+        if self.rlp_iterations > 1 and not self.step5:
+            raise ConfigError("--rlp-iterations above 1 needs step 5 (each iteration samples the PPO policy of the one before); "
+                              "drop --step5 false or set --rlp-iterations 1")
         shared = self.shared_list()
         if shared and not seeds:
             raise ConfigError("--shared-stages needs --seeds (stages are shared between the runs of several seeds)")
