@@ -207,7 +207,7 @@ class RewardTrainer:
                         dist.all_reduce(p.grad)
                         p.grad /= P
             opt_.step()
-            mi = float(logs.get("mi_jsd", logs.get("infonce", loss)))
+            mi = float(logs.get("mi_jsd", logs.get("infonce", loss)).detach())
             first = mi if first is None else first
             last = mi
         return {"steps": cfg.critic_warmup_steps, "batch": per * P, "mi_first": first, "mi_last": last}
