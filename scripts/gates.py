@@ -1,7 +1,10 @@
 """Small, committable figures of the RLP experiment's gates from a run folder (README, "The RLP gates").
 
     python scripts/gates.py a RUN --out results/gate-a   # the over-optimisation curve of step 3's PPO
-    python scripts/gates.py b RUN --out results/gate-b   # retrained RMs against their null arm, over the seeds
+    python scripts/gates.py b RUN [RUN ...] --out results/gate-b   # retrained RMs against their null arm, over the seeds
+
+Gate B's replicates may come from several runs (each arm's retraining on a different day): a
+replicate's diagnostics are merged across them, and they must agree on every RM both scored.
 
 RUN is the folder of ``rlop run --preset overopt --seeds ... --shared-stages ...`` (its ``shared/``
 and ``seed-S/`` folders). Each writes a JSON of the numbers and a PNG beside it; nothing else.
@@ -31,20 +34,71 @@ def gate_a(run: Path, out: Path) -> dict:
     return res
 
 
-def gate_b(run: Path, out: Path) -> dict:
-    from rlop.evaluation.compare import compare
+RECORDS = ("results.json", "diagnostics.json", "report.md", "stages.json", "spg_confidence.png", "winrate.png")
 
-    seeds = sorted(d for d in run.glob("seed-*") if (d / "results.json").exists())
-    res = compare(seeds)
-    diags = [json.loads((d / "results.json").read_text())["diagnostics"] for d in seeds]
-    table = {where: {name: {k: st[k] for k in ("diff", "ci_low", "ci_high", "pairs")} | {
+
+def replicates(sources: list[Path]) -> dict[str, list[Path]]:
+    """Each replicate's folders (``seed-N``, with its results.json) from run folders or from seed folders themselves:
+    one replicate may come from several runs (say, SPG's arms on one day and OCRM's on another)."""
+    found: dict[str, list[Path]] = {}
+    for src in sources:
+        dirs = [src] if (src / "results.json").exists() else sorted(d for d in src.glob("seed-*") if (d / "results.json").exists())
+        if not dirs:
+            raise SystemExit(f"gates.py: error: {src} holds no finished replicate (no results.json in it or in its seed-* folders)")
+        for d in dirs:
+            found.setdefault(d.name, []).append(d)
+    return dict(sorted(found.items()))
+
+
+def merged_diagnostics(dirs: list[Path]) -> dict:
+    """One replicate's diagnostics from several runs. A reward model two runs both scored (the step-2 rm,
+    a shared null) must have scored every pair alike, which holds only when the runs regenerated the same
+    stages: otherwise the runs are not one replicate and this stops."""
+    merged: dict = {}
+    for d in dirs:
+        diag = json.loads((d / "results.json").read_text())["diagnostics"]
+        for key, value in diag.items():
+            if key == "vs_null":
+                for where, rows in value.items():
+                    merged.setdefault("vs_null", {}).setdefault(where, {}).update(rows)
+            elif isinstance(value, dict) and value and all(isinstance(v, dict) and "outcomes" in v for v in value.values()):
+                rows = merged.setdefault(key, {})
+                for name, st in value.items():
+                    if name in rows and rows[name]["outcomes"] != st["outcomes"]:
+                        raise SystemExit(f"gates.py: error: {d}: {name} scored the {key} pairs differently from {dirs[0]}; "
+                                         "the two runs are not the same replicate")
+                    rows[name] = st
+            elif value is not None:
+                merged.setdefault(key, value)
+    return merged
+
+
+def gate_b(sources: list[Path], out: Path, records: str = "") -> dict:
+    from rlop.evaluation.compare import reward_model_table, spg_pairs_total
+
+    reps = replicates(sources)
+    diags = [merged_diagnostics(dirs) for dirs in reps.values()]
+    rm_table = reward_model_table(diags)
+    keep = ("diff", "ci_low", "ci_high", "pairs", "runs")
+    table = {where: {name: {k: st.get(k) for k in keep} | {
         "vs_null": {k: st["vs_null"].get(k) for k in ("diff", "ci_low", "ci_high", "above_zero", "mdd", "null")} if "vs_null" in st else None}
-        for name, st in rows.items()} for where, rows in res["reward_models"].items()}
-    summary = {"seeds": [d.name for d in seeds], "reward_models": table, "spg_pairs": res.get("spg_pairs"),
+        for name, st in rows.items()} for where, rows in rm_table.items()}
+    summary = {"replicates": list(reps), "sources": {seed: [str(d) for d in dirs] for seed, dirs in reps.items()},
+               "reward_models": table, "spg_pairs": spg_pairs_total(diags),
                "uml_terms": [d.get("uml_terms") for d in diags], "ocrm_weights": [d.get("ocrm_weights") for d in diags]}
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate-b.json").write_text(json.dumps(summary, indent=1))
-    _forest(table.get("heldout_ppo_samples", {}), out / "gate-b.png", len(seeds))
+    _forest(table.get("heldout_ppo_samples", {}), out / "gate-b.png", len(reps))
+    if records:  # the small per-replicate files of the runs, to commit beside the summary
+        for seed, dirs in reps.items():
+            for d in dirs:
+                if out.resolve() in d.resolve().parents:
+                    continue  # a record already kept under out
+                dest = out / records / seed
+                dest.mkdir(parents=True, exist_ok=True)
+                for name in RECORDS:
+                    if (d / name).exists():
+                        shutil.copy(d / name, dest / name)
     return summary
 
 
@@ -58,10 +112,11 @@ def _forest(rows: dict, path: Path, n_seeds: int) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.5 * max(1, len(items))))
     for i, (name, st) in enumerate(items):
         ax.errorbar([st["diff"] * 100], [i], xerr=[[(st["diff"] - st["ci_low"]) * 100], [(st["ci_high"] - st["diff"]) * 100]], fmt="o", capsize=4)
-    ax.set_yticks(range(len(items)), [f"{n} - {st['null'] if isinstance(st['null'], str) else '/'.join(st['null'])}" for n, st in items])
+    ax.set_yticks(range(len(items)), [f"{n} - {st['null'] if isinstance(st['null'], str) else '/'.join(st['null'])}"
+                                      f" ({rows[n].get('runs') or n_seeds})" for n, st in items])
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("accuracy difference (points), gold-labelled pairs\nof the PPO policy's held-out samples")
-    ax.set_title(f"Retrained RM minus its null arm ({n_seeds} replicate{'s' if n_seeds != 1 else ''}, 95% bootstrap CI)", fontsize=9)
+    ax.set_title("Retrained RM minus its null arm (replicates in brackets), 95% bootstrap CI\nover replicates, then pairs", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -70,11 +125,14 @@ def _forest(rows: dict, path: Path, n_seeds: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("gate", choices=["a", "b"])
-    p.add_argument("run", type=Path)
+    p.add_argument("runs", type=Path, nargs="+", help="gate a: the run folder; gate b: run folders or replicate (seed-N) folders")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--records", default="", help="gate b: also copy each replicate's small files into OUT/RECORDS/seed-N")
     a = p.parse_args()
-    res = (gate_a if a.gate == "a" else gate_b)(a.run, a.out)
-    print(json.dumps(res["summary"] if a.gate == "a" else res["reward_models"].get("heldout_ppo_samples"), indent=1))
+    if a.gate == "a":
+        print(json.dumps(gate_a(a.runs[0], a.out)["summary"], indent=1))
+    else:
+        print(json.dumps(gate_b(a.runs, a.out, a.records)["reward_models"].get("heldout_ppo_samples"), indent=1))
 
 
 if __name__ == "__main__":

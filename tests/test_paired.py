@@ -116,6 +116,24 @@ def test_compare_bootstraps_reward_model_accuracy_over_seeds_and_pairs_it_with_r
     assert res["spg_pairs"]["pairs"] == 10 and res["spg_pairs"]["per_run"] == [4, 6] and res["spg_pairs"]["gold_accuracy"] == pytest.approx(0.6)
 
 
+def test_compare_pools_each_retrained_reward_model_over_the_runs_that_trained_it(tmp_path):
+    # gate B's replicates may come from runs with different variants: rm-spg in seeds 0 and 1, rm-ocrm in seed 1 only
+    from rlop.evaluation.compare import compare
+
+    null = lambda n: {"heldout_ppo_samples": {n: {"null": f"{n}-null"}}}  # noqa: E731
+    d0 = {"heldout_ppo_samples": {"rm": _acc([1, 0, 0, 1]), "rm-spg": _acc([1, 1, 0, 1]), "rm-spg-null": _acc([1, 0, 0, 1])},
+          "vs_null": null("rm-spg")}
+    d1 = {"heldout_ppo_samples": {"rm": _acc([0, 0, 1, 1]), "rm-spg": _acc([0, 0, 1, 1]), "rm-spg-null": _acc([0, 0, 1, 1]),
+                                  "rm-ocrm": _acc([1, 1, 1, 1]), "rm-ocrm-null": _acc([0, 1, 1, 1])},
+          "vs_null": {"heldout_ppo_samples": {"rm-spg": {"null": "rm-spg-null"}, "rm-ocrm": {"null": "rm-ocrm-null"}}},
+          "ocrm_weights": {"ess": 3.0}}
+    row = compare([fake_run(tmp_path / f"s{i}", i, {"ppo": [1.0]}, d) for i, d in enumerate((d0, d1))])["reward_models"]["heldout_ppo_samples"]
+    assert row["rm-spg"]["runs"] == 2 and row["rm-spg"]["vs_null"]["diff"] == pytest.approx(1 / 8)
+    assert row["rm-ocrm"]["runs"] == 1 and row["rm-ocrm"]["pairs"] == 4 and row["rm-ocrm"]["diff"] == pytest.approx(1.0)
+    # paired with seed 1's rm (2 of 4 right) and its own null (3 of 4), never with seed 0's
+    assert row["rm-ocrm"]["vs_rm"]["diff"] == pytest.approx(0.5) and row["rm-ocrm"]["vs_null"]["diff"] == pytest.approx(0.25)
+
+
 def test_compare_leaves_out_reward_models_when_a_run_has_no_outcomes(tmp_path):
     from rlop.evaluation.compare import compare
 

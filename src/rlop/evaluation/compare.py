@@ -49,21 +49,25 @@ def reward_model_table(diags: list[dict[str, Any]], seed: int = 0) -> dict[str, 
     """Reward-model accuracy on gold-labelled sample pairs over several runs.
 
     For each set of samples (``heldout_ppo_samples`` ...) and reward model: the accuracy
-    bootstrapped over runs, then pairs; and, for each retrained model, its paired difference
-    from the step-2 ``rm`` on the same pairs (RLP's premise: right more often where the policy is)."""
+    bootstrapped over the runs that scored that model, then pairs; and, for each retrained model,
+    its paired difference from the step-2 ``rm`` and from its null arm on the same pairs of the
+    same runs (RLP's premise: right more often where the policy is). Runs of one replicate may
+    hold different retrained models (``runs`` says how many pooled each row)."""
     out: dict[str, dict] = {}
     for where in diags[0] if diags and all(diags) else ():
-        if where in ("spg_pairs", "left_out", "uml_terms", "vs_null") or not all(where in d for d in diags):
+        if where in ("spg_pairs", "left_out", "uml_terms", "ocrm_weights", "vs_null") or not all(where in d for d in diags):
             continue
-        names = [n for n in diags[0][where] if all("outcomes" in d[where].get(n, {}) for d in diags)]
-        runs = {n: [d[where][n]["outcomes"] for d in diags] for n in names}
-        row = {n: {**_mean_of(r, seed), "pairs": sum(len(x) for x in r)} for n, r in runs.items()}
+        names = list(dict.fromkeys(n for d in diags for n, st in d[where].items() if "outcomes" in st))
+        row = {}
         for n in names:
-            if n != "rm" and "rm" in runs:
-                row[n]["vs_rm"] = paired_bootstrap(runs[n], runs["rm"], seed=seed)
-            nulls = [d.get("vs_null", {}).get(where, {}).get(n, {}).get("null") for d in diags]  # each run's own null arm
-            if all(nulls) and all("outcomes" in d[where].get(null, {}) for d, null in zip(diags, nulls)):
-                row[n]["vs_null"] = {**paired_bootstrap(runs[n], [d[where][null]["outcomes"] for d, null in zip(diags, nulls)], seed=seed),
+            have = [d for d in diags if "outcomes" in d[where].get(n, {})]
+            runs = [d[where][n]["outcomes"] for d in have]
+            row[n] = {**_mean_of(runs, seed), "pairs": sum(len(x) for x in runs), "runs": len(runs)}
+            if n != "rm" and all("outcomes" in d[where].get("rm", {}) for d in have):
+                row[n]["vs_rm"] = paired_bootstrap(runs, [d[where]["rm"]["outcomes"] for d in have], seed=seed)
+            nulls = [d.get("vs_null", {}).get(where, {}).get(n, {}).get("null") for d in have]  # each run's own null arm
+            if all(nulls) and all("outcomes" in d[where].get(null, {}) for d, null in zip(have, nulls)):
+                row[n]["vs_null"] = {**paired_bootstrap(runs, [d[where][null]["outcomes"] for d, null in zip(have, nulls)], seed=seed),
                                      "null": sorted(set(nulls))}
         out[where] = row
     return out

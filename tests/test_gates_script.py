@@ -1,0 +1,50 @@
+"""scripts/gates.py b: one replicate's diagnostics merged from several runs, and refused when they disagree."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gates():
+    spec = importlib.util.spec_from_file_location("gates", ROOT / "scripts" / "gates.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _replicate(folder: Path, diagnostics: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"methods": {}, "diagnostics": diagnostics}))
+    return folder
+
+
+def _acc(outcomes):
+    return {"accuracy": sum(outcomes) / len(outcomes), "pairs": len(outcomes), "outcomes": outcomes}
+
+
+def test_a_replicate_from_two_runs_pools_both_arms_against_their_nulls(tmp_path):
+    gates = _gates()
+    rm = _acc([1, 0, 1, 0])
+    _replicate(tmp_path / "spg" / "seed-0", {"heldout_ppo_samples": {"rm": rm, "rm-spg": _acc([1, 1, 1, 0]), "rm-spg-null": _acc([1, 0, 1, 0])},
+                                             "vs_null": {"heldout_ppo_samples": {"rm-spg": {"null": "rm-spg-null"}}}, "spg_pairs": None})
+    _replicate(tmp_path / "ocrm" / "seed-0", {"heldout_ppo_samples": {"rm": rm, "rm-ocrm": _acc([0, 0, 1, 0]), "rm-ocrm-null": _acc([1, 0, 1, 0])},
+                                              "vs_null": {"heldout_ppo_samples": {"rm-ocrm": {"null": "rm-ocrm-null"}}},
+                                              "ocrm_weights": {"ess": 3.5}})
+    res = gates.gate_b([tmp_path / "spg", tmp_path / "ocrm"], tmp_path / "out", records="copies")
+    rows = res["reward_models"]["heldout_ppo_samples"]
+    assert res["replicates"] == ["seed-0"] and set(rows) == {"rm", "rm-spg", "rm-spg-null", "rm-ocrm", "rm-ocrm-null"}
+    assert rows["rm-spg"]["vs_null"]["diff"] == pytest.approx(0.25) and rows["rm-ocrm"]["vs_null"]["diff"] == pytest.approx(-0.25)
+    assert res["ocrm_weights"] == [{"ess": 3.5}] and (tmp_path / "out" / "gate-b.png").exists()
+    assert (tmp_path / "out" / "copies" / "seed-0" / "results.json").exists()
+
+
+def test_runs_that_scored_the_step2_rm_differently_are_not_one_replicate(tmp_path):
+    gates = _gates()
+    _replicate(tmp_path / "a" / "seed-1", {"heldout_ppo_samples": {"rm": _acc([1, 0, 1])}})
+    _replicate(tmp_path / "b" / "seed-1", {"heldout_ppo_samples": {"rm": _acc([1, 1, 1])}})
+    with pytest.raises(SystemExit, match="rm scored the heldout_ppo_samples pairs differently"):
+        gates.gate_b([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
