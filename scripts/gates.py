@@ -80,8 +80,9 @@ def gate_b(sources: list[Path], out: Path, records: str = "") -> dict:
     diags = [merged_diagnostics(dirs) for dirs in reps.values()]
     rm_table = reward_model_table(diags)
     keep = ("diff", "ci_low", "ci_high", "pairs", "runs")
+    stats = ("diff", "ci_low", "ci_high", "above_zero", "mdd", "null")
     table = {where: {name: {k: st.get(k) for k in keep} | {
-        "vs_null": {k: st["vs_null"].get(k) for k in ("diff", "ci_low", "ci_high", "above_zero", "mdd", "null")} if "vs_null" in st else None}
+        vs: {k: st[vs].get(k) for k in stats} if vs in st else None for vs in ("vs_rm", "vs_null")}
         for name, st in rows.items()} for where, rows in rm_table.items()}
     summary = {"replicates": list(reps), "sources": {seed: [str(d) for d in dirs] for seed, dirs in reps.items()},
                "reward_models": table, "spg_pairs": spg_pairs_total(diags),
