@@ -117,7 +117,7 @@ def _forest(rows: dict, path: Path, n_seeds: int) -> None:
                                       f" ({rows[n].get('runs') or n_seeds})" for n, st in items])
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("accuracy difference (points), gold-labelled pairs\nof the PPO policy's held-out samples")
-    ax.set_title("Retrained RM minus its null arm (replicates in brackets), 95% bootstrap CI\nover replicates, then pairs", fontsize=9)
+    ax.set_title("Retrained RM minus its null arm (replicates in brackets)\n95% bootstrap CI over replicates, then pairs", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
