@@ -69,13 +69,13 @@ def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: 
                 outputs.own(shared_dir, *cfg.shared_list())
             timings: dict = {}  # every seed's ETA learns from the stages run before it
             for i, seed in enumerate(seeds):
-                seed_cfg = dataclasses.replace(cfg, seed=seed, seeds="", shared_stages="")
+                seed_cfg = dataclasses.replace(cfg, seed=seed, seeds="", shared_stages="", shared_seed=-1)
                 if main:
                     print(f"rlop run: seed {seed} ({i + 1} of {len(seeds)}) in {out / f'seed-{seed}'}", flush=True)
                 with outputs.claim(out / f"seed-{seed}", "run", overwrite, main=main) as seed_dir:
                     if main:
                         _own_run_entries(seed_dir, cfg.rlp_iterations)
-                    p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=seeds[0],
+                    p = Pipeline(seed_cfg, seed_dir, config_file, shared=tuple(cfg.shared_list()), shared_dir=shared_dir, shared_seed=cfg.first_seed(),
                                  later_seeds=len(seeds) - 1 - i, timings=timings, explicit=explicit)
                     if force and main:
                         p.force(force, shared=i == 0)

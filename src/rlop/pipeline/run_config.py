@@ -30,6 +30,8 @@ class RunConfig(StageConfig):
                          "first seed, in OUT/shared), then win-rates and paired differences bootstrapped over seeds in OUT/compare.md")
     shared_stages: str = opt("", f"with seeds: comma-separated stages computed once and shared by every seed, from {', '.join(SHAREABLE)} "
                                  "(each with the stages it reads); the seeds then differ only in the other stages")
+    shared_seed: int = opt(-1, "with seeds: the seed the shared stages are computed with (-1: the first of seeds); adds replicates to a "
+                               "study run earlier in the same OUT, e.g. --seeds 3 --shared-seed 0 after --seeds 0,1,2", ge=-1)
     sft_file: str = opt("sandbox:sft", "step 0: demonstrations (instruction/output, prompt/completion or messages records)")
     preference_prompts_file: str = opt("sandbox:preference", "step 1: instructions whose two policy samples the collect: annotator labels")
     preferences_file: str = opt("", "step 1 done already: a labelled preference file (AlpacaFarm or TRL records); collection is skipped")
@@ -81,6 +83,8 @@ class RunConfig(StageConfig):
             raise ConfigError("--rlp-iterations above 1 needs step 5 (each iteration samples the PPO policy of the one before); "
                               "drop --step5 false or set --rlp-iterations 1")
         shared = self.shared_list()
+        if self.shared_seed >= 0 and not shared:
+            raise ConfigError("--shared-seed needs --shared-stages (it is the seed of the stages the seeds share)")
         if shared and not seeds:
             raise ConfigError("--shared-stages needs --seeds (stages are shared between the runs of several seeds)")
         bad = [s for s in shared if s not in SHAREABLE]
@@ -93,6 +97,10 @@ class RunConfig(StageConfig):
 
     def seed_list(self) -> list[int]:
         return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+    def first_seed(self) -> int:
+        """The seed the shared stages are computed with."""
+        return self.shared_seed if self.shared_seed >= 0 else self.seed_list()[0]
 
     def shared_list(self) -> list[str]:
         return [s.strip() for s in self.shared_stages.split(",") if s.strip()]
