@@ -101,6 +101,10 @@ def test_cross_field_rules():
         PPOConfig(rollout_batch_size=8, step_batch_size=16)
     with pytest.raises(ConfigError, match="unknown 'x'"):
         section_class("run")(methods="ppo,x")
+    with pytest.raises(ConfigError, match="--shared-seed needs --shared-stages"):
+        section_class("run")(seeds="2", shared_seed=0)
+    assert section_class("run")(seeds="2,3", shared_stages="sft", shared_seed=0).first_seed() == 0
+    assert section_class("run")(seeds="2,3", shared_stages="sft").first_seed() == 2
 
 
 @pytest.mark.parametrize("section", list(SECTIONS))

@@ -220,6 +220,14 @@ def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
     assert after[out / "seed-1" / "ppo" / "stage.json"] != before[out / "seed-1" / "ppo" / "stage.json"]
     assert after[out / "seed-1" / "diagnostics.json"] != before[out / "seed-1" / "diagnostics.json"]  # re-scored on the new PPO samples
 
+    # a replicate added later (--seeds 2 --shared-seed 0) reads the shared stages of seed 0 and joins the comparison
+    add = argv[:argv.index("--seeds")] + ["--seeds", "2", "--shared-seed", "0"] + argv[argv.index("--seeds") + 2:]
+    assert main(add) == 0
+    assert stamp()[out / "shared" / "sft" / "stage.json"] == before[out / "shared" / "sft" / "stage.json"]
+    assert json.loads((out / "seed-2" / "ppo" / "stage.json").read_text())["config"]["seed"] == \
+        json.loads((out / "seed-1" / "ppo" / "stage.json").read_text())["config"]["seed"] + 1
+    assert not (out / "seed-2" / "sft").exists() and json.loads((out / "compare.json").read_text())["seeds"] == [0, 1, 2]
+
 
 def test_heldout_diagnostic_prompts_are_disjoint_from_step4_prompts():
     from rlop.data.io import load_instructions

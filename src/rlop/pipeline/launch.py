@@ -83,6 +83,8 @@ def _run_seeds(cfg: RunConfig, config_file: str | None, out: str | Path, force: 
                     p.run()
         if not main:
             return {}
+        if cfg.shared_seed >= 0:  # replicates added to an earlier study: compare them with the finished seeds already in OUT
+            seeds = sorted(set(seeds) | {int(d.name[5:]) for d in out.glob("seed-*") if d.name[5:].isdigit() and (d / "results.json").exists()})
         res = compare([out / f"seed-{s}" for s in seeds], seed=cfg.seed)
         res["shared_stages"] = cfg.shared_list()
         write_compare(res, out)

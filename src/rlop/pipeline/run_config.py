@@ -31,7 +31,8 @@ class RunConfig(StageConfig):
     shared_stages: str = opt("", f"with seeds: comma-separated stages computed once and shared by every seed, from {', '.join(SHAREABLE)} "
                                  "(each with the stages it reads); the seeds then differ only in the other stages")
     shared_seed: int = opt(-1, "with seeds: the seed the shared stages are computed with (-1: the first of seeds); adds replicates to a "
-                               "study run earlier in the same OUT, e.g. --seeds 3 --shared-seed 0 after --seeds 0,1,2", ge=-1)
+                               "study run earlier in the same OUT, e.g. --seeds 3 --shared-seed 0 after --seeds 0,1,2 (OUT/compare.md then "
+                               "covers every finished seed in OUT)", ge=-1)
     sft_file: str = opt("sandbox:sft", "step 0: demonstrations (instruction/output, prompt/completion or messages records)")
     preference_prompts_file: str = opt("sandbox:preference", "step 1: instructions whose two policy samples the collect: annotator labels")
     preferences_file: str = opt("", "step 1 done already: a labelled preference file (AlpacaFarm or TRL records); collection is skipped")
