@@ -187,15 +187,22 @@ def test_the_run_seed_reaches_every_trained_stage(tmp_path):
 
 
 @pytest.mark.slow
-def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
+def test_seeds_share_stages_train_their_own_and_compare(tmp_path, monkeypatch):
     import json
 
+    import rlop.pipeline.checks as checks
     from rlop.cli import main
+
+    scorings = []  # the diagnostics' reward-model scorings: (RM folder, pairs)
+    score = checks.accuracy_with_interval
+    monkeypatch.setattr(checks, "accuracy_with_interval", lambda r, pairs: scorings.append((r.path, len(pairs))) or score(r, pairs))
 
     out, shared = tmp_path / "study", ["sft", "collect", "rm", "heldout-sft", "outputs-sft", "bon"]
     argv = ["run", "--preset", "tiny", "--methods", "sft,bon,ppo,rlp-spg", "--eval-prompts", "8", "--seeds", "0,1",
             "--shared-stages", ",".join(shared), "--out", str(out)]
     assert main(argv) == 0
+    # rm and rm-spg on 3 sets of pairs per seed; rm on the shared SFT samples is scored once for both seeds
+    assert len(scorings) == 2 * 2 * 3 - 1
     for stage in shared:  # computed once, in shared/, with the first seed
         assert (out / "shared" / stage / "stage.json").exists(), stage
         assert not (out / "seed-0" / stage).exists() and not (out / "seed-1" / stage).exists(), stage
@@ -214,7 +221,9 @@ def test_seeds_share_stages_train_their_own_and_compare(tmp_path):
     before = stamp()
     assert main(argv) == 0  # a rerun finds every stage done
     assert stamp() == before
+    scorings.clear()
     assert main(argv + ["--force", "ppo"]) == 0  # redoes each seed's PPO, never a shared stage
+    assert len(scorings) == 2 * 5  # per seed: rm on the new PPO samples (2 sets); rm-spg, retrained on them, everywhere
     after = stamp()
     assert after[out / "shared" / "sft" / "stage.json"] == before[out / "shared" / "sft" / "stage.json"]
     assert after[out / "seed-1" / "ppo" / "stage.json"] != before[out / "seed-1" / "ppo" / "stage.json"]

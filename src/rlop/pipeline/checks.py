@@ -97,22 +97,42 @@ class Checks:
             cached = {}
         if isinstance(cached, dict) and cached.get("key") == key:
             return cached["diagnostics"]
-        rms = {n: RewardModelReward(self.stage_dir(n), precision=c.precision) for n in rm_names}
-        if rms and self.main:
+        known, scored, rms = self._earlier_scorings(), {}, {}
+        if rm_names and self.main:
             self.log(f"[{fmt_seconds(time.time() - self.progress.t0)}] scoring the reward models on gold-labelled sample pairs (diagnostics)", flush=True)
-        for stage, d in heldout.items():
-            pairs = gold_pairs_from_samples(d / "samples.jsonl")
-            out[f"heldout_{stage[8:]}_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
-        f = self.stage_dir("samples") / "samples.jsonl"
-        if f.exists():
+        sets = [(f"heldout_{stage[8:]}_samples", stage, d / "samples.jsonl") for stage, d in heldout.items()]
+        if (self.stage_dir("samples") / "samples.jsonl").exists():
+            sets.append(("step4_samples", "samples", self.stage_dir("samples") / "samples.jsonl"))
+        for where, stage, f in sets:
             pairs = gold_pairs_from_samples(f)
-            out["step4_samples"] = {name: accuracy_with_interval(r, pairs) for name, r in rms.items()}
+            out[where] = {}
+            for name in rm_names:  # one RM on one set of samples, scored once: reused from this or a sibling seed's run
+                k = _key("scoring", DIAGNOSTICS_VERSION, resolve_precision(c.precision), self.keys[name], self.keys[stage])
+                if k not in known:
+                    if name not in rms:
+                        rms[name] = RewardModelReward(self.stage_dir(name), precision=c.precision)
+                    known[k] = accuracy_with_interval(rms[name], pairs)
+                out[where][name], scored[k] = known[k], [where, name]
         out.update(self._versus_null(out, rm_names))
         for v in sorted(VARIANTS.values(), key=lambda v: v.reward_stage):  # each variant's own entries, in the order of its RM row
             out.update(v.diagnostics(self.stage_dir))
         if self.main:
-            atomic_write_text(cache, json.dumps({"key": key, "diagnostics": out}))
+            atomic_write_text(cache, json.dumps({"key": key, "diagnostics": out, "scored": scored}))
         return out
+
+    def _earlier_scorings(self) -> dict[str, dict]:
+        """Scorings kept in this run's diagnostics.json and, for a seed of a study, its sibling seeds':
+        the same RM stage key on the same sample stage key (and precision) gives the same outcomes,
+        so a shared RM is scored once on shared samples, and adding a variant scores only its RMs."""
+        dirs = [self.out, *sorted(d for d in self.out.parent.glob("seed-*") if d != self.out)] if self.shared else [self.out]
+        found: dict[str, dict] = {}
+        for d in dirs:
+            try:
+                kept = json.loads((d / "diagnostics.json").read_text())
+                found.update({k: kept["diagnostics"][where][name] for k, (where, name) in kept.get("scored", {}).items()})
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, unreadable or from an older version: scored again
+                continue
+        return found
 
     def _versus_null(self, diag: dict[str, Any], rm_names: list[str]) -> dict[str, Any]:
         """Each retrained RM paired with its null arm on the same gold-labelled pairs: the accuracy
