@@ -100,7 +100,7 @@ def test_value_model_head_zero_or_from_the_reward_model(tiny_sft, tiny_tok, tmp_
     tr = PPOTrainer(cfg, out=tmp_path / "ppo")
     head = score_head(tr.actor_critic.value).weight
     expected = score_head(rm).weight if value_head == "reward" else torch.zeros_like(head)
-    assert torch.equal(head.detach().cpu(), expected.detach())
+    assert torch.equal(head.detach().cpu(), expected.detach().cpu())
 
 
 def test_memory_options_train_and_save(tiny_sft, tmp_path):
