@@ -90,17 +90,36 @@ def gate_b(sources: list[Path], out: Path, records: str = "") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "gate-b.json").write_text(json.dumps(summary, indent=1))
     _forest(table.get("heldout_ppo_samples", {}), out / "gate-b.png", len(reps))
-    if records:  # the small per-replicate files of the runs, to commit beside the summary
-        for seed, dirs in reps.items():
-            for d in dirs:
-                if out.resolve() in d.resolve().parents:
-                    continue  # a record already kept under out
-                dest = out / records / seed
-                dest.mkdir(parents=True, exist_ok=True)
-                for name in RECORDS:
-                    if (d / name).exists():
-                        shutil.copy(d / name, dest / name)
+    if records:
+        for (seed, dirs), diag in zip(reps.items(), diags):
+            _keep_record(dirs, diag, out / records / seed)
     return summary
+
+
+def _keep_record(dirs: list[Path], diag: dict, dest: Path) -> None:
+    """One replicate's small files, to commit beside the summary. From several runs, results.json carries
+    the merged diagnostics, stages.json and diagnostics.json's scorings the union of the runs' (the last run's
+    other fields); report.md and the plots are the last run's. So a record read again as a source keeps
+    every arm, also when a later run of the replicate had other methods."""
+    merged: dict[str, dict] = {}
+    for d in dirs:
+        for name in ("results.json", "stages.json", "diagnostics.json"):
+            if (d / name).exists():
+                data = json.loads((d / name).read_text())
+                if name == "diagnostics.json":
+                    data["scored"] = merged.get(name, {}).get("scored", {}) | data.get("scored", {})
+                merged[name] = merged.get(name, {}) | data
+    if "results.json" in merged:
+        merged["results.json"]["diagnostics"] = diag
+    dest.mkdir(parents=True, exist_ok=True)
+    for d in dirs:
+        if d.resolve() == dest.resolve():
+            continue
+        for name in RECORDS:
+            if (d / name).exists() and name not in merged:
+                shutil.copy(d / name, dest / name)
+    for name, data in merged.items():
+        (dest / name).write_text(json.dumps(data, indent=1))
 
 
 def _forest(rows: dict, path: Path, n_seeds: int) -> None:

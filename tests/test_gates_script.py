@@ -39,7 +39,15 @@ def test_a_replicate_from_two_runs_pools_both_arms_against_their_nulls(tmp_path)
     assert res["replicates"] == ["seed-0"] and set(rows) == {"rm", "rm-spg", "rm-spg-null", "rm-ocrm", "rm-ocrm-null"}
     assert rows["rm-spg"]["vs_null"]["diff"] == pytest.approx(0.25) and rows["rm-ocrm"]["vs_null"]["diff"] == pytest.approx(-0.25)
     assert res["ocrm_weights"] == [{"ess": 3.5}] and (tmp_path / "out" / "gate-b.png").exists()
-    assert (tmp_path / "out" / "copies" / "seed-0" / "results.json").exists()
+    # the record keeps both runs' arms, so read again as a source (with a third run) it loses none
+    kept = json.loads((tmp_path / "out" / "copies" / "seed-0" / "results.json").read_text())["diagnostics"]
+    assert set(kept["heldout_ppo_samples"]) == set(rows) and set(kept["vs_null"]["heldout_ppo_samples"]) == {"rm-spg", "rm-ocrm"}
+    _replicate(tmp_path / "uml" / "seed-0", {"heldout_ppo_samples": {"rm": rm, "rm-uml": _acc([0, 1, 1, 0]), "rm-uml-null": _acc([1, 0, 1, 0])},
+                                             "vs_null": {"heldout_ppo_samples": {"rm-uml": {"null": "rm-uml-null"}}}})
+    again = gates.gate_b([tmp_path / "out" / "copies", tmp_path / "uml"], tmp_path / "out" / "copies", records=".")
+    assert set(again["reward_models"]["heldout_ppo_samples"]) == set(rows) | {"rm-uml", "rm-uml-null"}
+    assert set(json.loads((tmp_path / "out" / "copies" / "seed-0" / "results.json").read_text())["diagnostics"]["vs_null"]
+               ["heldout_ppo_samples"]) == {"rm-spg", "rm-ocrm", "rm-uml"}
 
 
 def test_runs_that_scored_the_step2_rm_differently_are_not_one_replicate(tmp_path):
