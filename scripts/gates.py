@@ -2,6 +2,7 @@
 
     python scripts/gates.py a RUN --out results/gate-a   # the over-optimisation curve of step 3's PPO
     python scripts/gates.py b RUN [RUN ...] --out results/gate-b   # retrained RMs against their null arm, over the seeds
+    python scripts/gates.py uml RUN [RUN ...] --out results/gate-b  # how rm-uml's training differed from its null arm's
 
 Gate B's replicates may come from several runs (each arm's retraining on a different day): a
 replicate's diagnostics are merged across them, and they must agree on every RM both scored.
@@ -122,6 +123,73 @@ def _keep_record(dirs: list[Path], diag: dict, dest: Path) -> None:
         (dest / name).write_text(json.dumps(data, indent=1))
 
 
+UML_TERMS = ("beta", "grad_norm", "bt_loss", "rep_loss", "mi_jsd", "skl", "train_accuracy")
+
+
+def uml_training(sources: list[Path], out: Path, windows: int = 4) -> dict:
+    """rm-uml's training beside rm-uml-null's, replicate by replicate, from their ``metrics.jsonl``.
+
+    Both arms see the same pairs in the same order and compute the same views; the null's λ is 0, so its
+    gradient norm is the ranking loss's alone. ``grad_norm`` is the norm before clipping of the reward
+    model's and the UML heads' gradients together (the trainer clips them jointly to ``max_grad_norm``).
+    Per window of steps (``windows`` equal parts): the mean of each term in UML_TERMS for both arms, the
+    share of steps that were clipped, and UML's gradient norm over the null's."""
+    found = {}
+    for src in sources:
+        for seed_dir in sorted(src.glob("seed-*")):
+            arms = {arm: seed_dir / arm / "metrics.jsonl" for arm in ("rm-uml", "rm-uml-null")}
+            if all(p.exists() for p in arms.values()):
+                found[seed_dir.name] = arms
+    if not found:
+        raise SystemExit(f"gates.py: error: no seed-*/rm-uml and rm-uml-null metrics under {', '.join(map(str, sources))}")
+    res: dict = {"windows": windows, "replicates": {}}
+    series: dict = {}
+    for seed, arms in found.items():
+        rep = res["replicates"][seed] = {}
+        for arm, path in arms.items():
+            rows = [r for r in map(json.loads, path.read_text().splitlines()) if "grad_norm" in r and "bt_loss" in r]
+            cfg = json.loads((path.parent / "rlop_config.json").read_text()) if (path.parent / "rlop_config.json").exists() else {}
+            clip = cfg.get("max_grad_norm")
+            bounds = [round(i * len(rows) / windows) for i in range(windows + 1)]
+            parts = [rows[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+            rep[arm] = {"steps": len(rows), "max_grad_norm": clip, "windows": [
+                {"steps": [part[0]["step"], part[-1]["step"]]}
+                | {t: sum(r[t] for r in part) / len(part) for t in UML_TERMS if t in part[0]}
+                | ({"clipped_share": sum(r["grad_norm"] > clip for r in part) / len(part)} if clip else {})
+                for part in parts]}
+            series.setdefault(arm, {})[seed] = [(r["step"], r["grad_norm"], r.get("beta")) for r in rows]
+        rep["grad_norm_ratio"] = [u["grad_norm"] / n["grad_norm"] for u, n in zip(rep["rm-uml"]["windows"], rep["rm-uml-null"]["windows"])]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "uml-training.json").write_text(json.dumps(res, indent=1))
+    _uml_plot(series, out / "uml-training.png")
+    return res
+
+
+def _uml_plot(series: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    beta_ax = ax.twinx()
+    for arm, style in (("rm-uml", "-"), ("rm-uml-null", ":")):
+        for i, (seed, rows) in enumerate(sorted(series.get(arm, {}).items())):
+            ax.plot([r[0] for r in rows], [r[1] for r in rows], style, color=f"C{i}", label=f"{arm} {seed}")
+    rows = next(iter(series.get("rm-uml", {}).values()), [])
+    if rows and rows[0][2] is not None:
+        beta_ax.plot([r[0] for r in rows], [r[2] for r in rows], color="grey", lw=0.8, ls="--", label="beta")
+        beta_ax.set_ylabel("beta (dashed grey)")
+    ax.set_yscale("log")
+    ax.set_xlabel("reward-model training step")
+    ax.set_ylabel("gradient norm before clipping\n(reward model and UML heads)")
+    ax.set_title("rm-uml (solid) and its null arm, lambda = 0 (dotted)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _forest(rows: dict, path: Path, n_seeds: int) -> None:
     import matplotlib
 
@@ -144,13 +212,16 @@ def _forest(rows: dict, path: Path, n_seeds: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("gate", choices=["a", "b"])
+    p.add_argument("gate", choices=["a", "b", "uml"])
     p.add_argument("runs", type=Path, nargs="+", help="gate a: the run folder; gate b: run folders or replicate (seed-N) folders")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--records", default="", help="gate b: also copy each replicate's small files into OUT/RECORDS/seed-N")
     a = p.parse_args()
     if a.gate == "a":
         print(json.dumps(gate_a(a.runs[0], a.out)["summary"], indent=1))
+    elif a.gate == "uml":
+        res = uml_training(a.runs, a.out)
+        print(json.dumps({seed: rep["grad_norm_ratio"] for seed, rep in res["replicates"].items()}, indent=1))
     else:
         print(json.dumps(gate_b(a.runs, a.out, a.records)["reward_models"].get("heldout_ppo_samples"), indent=1))
 

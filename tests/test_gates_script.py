@@ -56,3 +56,22 @@ def test_runs_that_scored_the_step2_rm_differently_are_not_one_replicate(tmp_pat
     _replicate(tmp_path / "b" / "seed-1", {"heldout_ppo_samples": {"rm": _acc([1, 1, 1])}})
     with pytest.raises(SystemExit, match="rm scored the heldout_ppo_samples pairs differently"):
         gates.gate_b([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+
+
+def test_uml_training_compares_each_window_with_the_null_arm(tmp_path):
+    gates = _gates()
+    seed = tmp_path / "run" / "seed-0"
+    for arm, norm in (("rm-uml", lambda i: 10.0 * (i + 1)), ("rm-uml-null", lambda i: 2.0)):
+        (seed / arm).mkdir(parents=True)
+        rows = [{"step": i + 1, "bt_loss": 0.7, "rep_loss": float(i), "beta": 0.1 * i, "grad_norm": norm(i)} for i in range(8)]
+        (seed / arm / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows + [{"step": 8, "eval_accuracy": 0.5}]))
+        (seed / arm / "rlop_config.json").write_text(json.dumps({"max_grad_norm": 15.0}))
+    res = gates.uml_training([tmp_path / "run"], tmp_path / "out", windows=2)
+    uml, null = res["replicates"]["seed-0"]["rm-uml"], res["replicates"]["seed-0"]["rm-uml-null"]
+    assert uml["steps"] == 8 and [w["steps"] for w in uml["windows"]] == [[1, 4], [5, 8]]
+    assert uml["windows"][0]["grad_norm"] == pytest.approx(25.0) and uml["windows"][1]["rep_loss"] == pytest.approx(5.5)
+    assert uml["windows"][0]["clipped_share"] == 0.75 and null["windows"][1]["clipped_share"] == 0.0  # norms 10|20,30,40 above 15
+    assert res["replicates"]["seed-0"]["grad_norm_ratio"] == pytest.approx([12.5, 32.5])
+    assert (tmp_path / "out" / "uml-training.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no seed-"):
+        gates.uml_training([tmp_path / "out"], tmp_path / "out2")
